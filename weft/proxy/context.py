@@ -1,0 +1,115 @@
+"""What every protocol handler gets to know about an accepted connection."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from weft.proxy.config import DirectionConfig, ProxyConfig
+from weft.proxy.discovery import Router
+from weft.proxy.metrics import ConnStats, LabelPairs, ProxyMetrics
+
+if TYPE_CHECKING:
+    from weft.proxy.http1 import H1Pool
+    from weft.proxy.http2 import H2Pool
+
+Addr = tuple[str, int]
+
+INBOUND = "inbound"
+OUTBOUND = "outbound"
+
+SO_ORIGINAL_DST = 80  # linux/netfilter_ipv4.h
+
+
+def original_dst(sock: socket.socket | None, local: Addr | None) -> Addr | None:
+    """The pre-REDIRECT destination of an accepted socket, or ``None`` for a direct connection."""
+    if sock is None:
+        return None
+    try:
+        raw = sock.getsockopt(socket.SOL_IP, SO_ORIGINAL_DST, 16)
+    except OSError:
+        return None
+    port = struct.unpack_from("!H", raw, 2)[0]
+    addr = (socket.inet_ntoa(raw[4:8]), port)
+    if local is not None and addr == (local[0], local[1]):
+        return None  # conntrack saw no NAT: the client dialled the proxy itself
+    return addr
+
+
+class Drainable(Protocol):
+    """A connection handler that can be asked to finish its in-flight work and close."""
+
+    def drain(self) -> None:
+        """Stop taking new requests; close once in-flight ones are done."""
+
+    def abort(self) -> None:
+        """Close now."""
+
+
+class ConnTracker:
+    """The live connections of one proxy, so that shutdown can drain them."""
+
+    def __init__(self) -> None:
+        self.active: set[Drainable] = set()
+        self._emptied = asyncio.Event()
+        self.draining = False
+
+    def add(self, conn: Drainable) -> None:
+        """Register a connection (drained at once if shutdown has begun)."""
+        self.active.add(conn)
+        self._emptied.clear()
+        if self.draining:
+            conn.drain()
+
+    def discard(self, conn: Drainable) -> None:
+        """Forget a closed connection."""
+        self.active.discard(conn)
+        if not self.active:
+            self._emptied.set()
+
+    async def drain(self, grace: float) -> int:
+        """Drain every connection; abort those left after ``grace`` seconds and count them."""
+        self.draining = True
+        for conn in list(self.active):
+            conn.drain()
+        if self.active:
+            try:
+                async with asyncio.timeout(grace):
+                    await self._emptied.wait()
+            except TimeoutError:
+                pass
+        left = list(self.active)
+        for conn in left:
+            conn.abort()
+        return len(left)
+
+
+@dataclass(slots=True)
+class ConnContext:
+    """An accepted connection: where it came from, where it goes, and what to count it in."""
+
+    direction: str
+    config: ProxyConfig
+    dcfg: DirectionConfig
+    metrics: ProxyMetrics
+    router: Router
+    tracker: ConnTracker
+    h1_pool: H1Pool
+    h2_pool: H2Pool
+    peer: Addr
+    orig_dst: Addr | None
+    target: Addr | None
+    tls: LabelPairs
+    stats: ConnStats
+    base_labels: LabelPairs = ()
+
+    def __post_init__(self) -> None:
+        self.base_labels = (("direction", self.direction), *self.tls)
+
+    def dst_conn_stats(self) -> ConnStats:
+        """Open the ``peer="dst"`` TCP series for a connection this proxy dials."""
+        labels = (("direction", self.direction), ("peer", "dst"), *self.tls)
+        return self.metrics.tcp.stats(labels).open()

@@ -1,0 +1,114 @@
+"""HTTP/1.1 message heads as the proxy rewrites them: hop-by-hop headers and framing (pure)."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+# Headers that describe one connection, never forwarded (RFC 9110 §7.6.1, RFC 9112).
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+
+Headers = list[tuple[bytes, bytes]]
+
+
+def connection_tokens(headers: Headers) -> frozenset[bytes]:
+    """The lower-cased option names listed in every ``Connection`` header."""
+    tokens: set[bytes] = set()
+    for name, value in headers:
+        if name.lower() == b"connection":
+            tokens.update(t.strip().lower() for t in value.split(b",") if t.strip())
+    return frozenset(tokens)
+
+
+def end_to_end(headers: Headers, keep_upgrade: bool = False) -> Headers:
+    """``headers`` less hop-by-hop ones and those named by ``Connection``.
+
+    With ``keep_upgrade`` the ``Upgrade`` header and a ``Connection: upgrade`` survive, so that a
+    protocol switch can be negotiated with the next hop.
+    """
+    named = connection_tokens(headers)
+    out: Headers = []
+    for name, value in headers:
+        lower = name.lower()
+        if lower in HOP_BY_HOP or lower in named:
+            if keep_upgrade and lower == b"upgrade":
+                out.append((name, value))
+            continue
+        out.append((name, value))
+    if keep_upgrade:
+        out.append((b"Connection", b"upgrade"))
+    return out
+
+
+def header_value(headers: Headers, name: bytes) -> bytes | None:
+    """The first value of ``name`` (lower-case) in ``headers``."""
+    for n, v in headers:
+        if n.lower() == name:
+            return v
+    return None
+
+
+def is_chunked(headers: Headers) -> bool:
+    """Whether the message body uses chunked transfer coding."""
+    te = header_value(headers, b"transfer-encoding")
+    return te is not None and te.rsplit(b",", 1)[-1].strip().lower() == b"chunked"
+
+
+def request_head(method: bytes, target: bytes, headers: Headers, chunked: bool) -> bytes:
+    """Serialize an HTTP/1.1 request head."""
+    parts = [method, b" ", target, b" HTTP/1.1\r\n"]
+    for name, value in headers:
+        parts += (name, b": ", value, b"\r\n")
+    if chunked:
+        parts.append(b"Transfer-Encoding: chunked\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+def response_head(
+    status: int, reason: bytes, headers: Headers, chunked: bool, close: bool, version: bytes
+) -> bytes:
+    """Serialize a response head for a client speaking ``version`` (``b"1.1"`` or ``b"1.0"``)."""
+    parts = [b"HTTP/", version, b" ", str(status).encode(), b" ", reason, b"\r\n"]
+    for name, value in headers:
+        parts += (name, b": ", value, b"\r\n")
+    if chunked:
+        parts.append(b"Transfer-Encoding: chunked\r\n")
+    if close:
+        parts.append(b"Connection: close\r\n")
+    elif version == b"1.0":
+        parts.append(b"Connection: keep-alive\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+def reason_phrase(status: int) -> bytes:
+    """The standard reason phrase of ``status``."""
+    try:
+        return HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b"Unknown"
+
+
+def error_response(status: int, reason: str, close: bool) -> bytes:
+    """A proxy-generated response carrying ``l5d-proxy-error``."""
+    safe = reason.encode("ascii", "replace").replace(b"\r", b" ").replace(b"\n", b" ")
+    headers = [(b"l5d-proxy-error", safe), (b"Content-Length", b"0")]
+    return response_head(status, reason_phrase(status), headers, False, close, b"1.1")
+
+
+def chunk(data: bytes) -> bytes:
+    """Frame ``data`` as one chunk of a chunked body."""
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+LAST_CHUNK = b"0\r\n\r\n"

@@ -1,0 +1,125 @@
+"""Opaque TCP: a bidirectional byte copy with half-close and transport-level back-pressure."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import cast
+
+from weft.proxy.context import ConnContext
+from weft.proxy.errors import ProxyError, errno_label
+from weft.proxy.metrics import ConnStats
+
+log = logging.getLogger("weft.proxy.tcp")
+
+
+class _Half(asyncio.Protocol):
+    """One side of a copy: what it reads is written to ``other``."""
+
+    transport: asyncio.Transport
+    other: _Half
+
+    def __init__(self, stats: ConnStats) -> None:
+        self.stats = stats
+        self.eof = False
+        self.closed = False
+        self.linked = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        n = len(data)
+        self.stats.read += n
+        self.other.stats.written += n
+        self.other.transport.write(data)
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        other = self.other
+        if other.eof:
+            self.transport.close()
+            other.transport.close()
+            return True
+        if other.transport.can_write_eof():
+            other.transport.write_eof()
+        return True  # keep our write side open: the peer may still be sending
+
+    def pause_writing(self) -> None:
+        self.other.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.other.transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.stats.close(errno_label(exc))
+        if self.linked and not self.other.closed:
+            self.other.transport.close()
+
+
+class OpaqueConn(_Half):
+    """The accepted side; dials the upstream and then copies both ways."""
+
+    def __init__(self, ctx: ConnContext, transport: asyncio.Transport) -> None:
+        super().__init__(ctx.stats)
+        self.ctx = ctx
+        self.transport = transport
+        self.task: asyncio.Task[None] | None = None
+
+    def drain(self) -> None:
+        # An opaque stream has no request boundary: let it run until the grace period ends.
+        pass
+
+    def abort(self) -> None:
+        self.transport.abort()
+        if self.linked:
+            self.other.transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.ctx.tracker.discard(self)
+        super().connection_lost(exc)
+        if self.task is not None:
+            self.task.cancel()
+
+    async def connect(self, initial: bytes, eof: bool) -> None:
+        ctx = self.ctx
+        loop = asyncio.get_running_loop()
+        try:
+            endpoint = ctx.router.endpoint(None, ctx.target)
+            upstream = _Half(ctx.dst_conn_stats())
+            try:
+                async with asyncio.timeout(ctx.dcfg.connect_timeout):
+                    await loop.create_connection(lambda: upstream, *endpoint.addr)
+            except (OSError, TimeoutError) as exc:
+                upstream.stats.close(errno_label(exc))
+                raise
+        except (OSError, TimeoutError, ProxyError) as exc:
+            log.info("opaque connection from %s:%s dropped: %s", *ctx.peer, exc)
+            self.transport.close()
+            return
+        finally:
+            self.task = None
+        if self.closed:
+            upstream.transport.close()
+            return
+        self.other = upstream
+        upstream.other = self
+        self.linked = upstream.linked = True
+        if initial:
+            upstream.stats.written += len(initial)
+            upstream.transport.write(initial)
+        self.transport.resume_reading()
+        if eof:
+            self.eof_received()
+
+
+def serve_opaque(
+    transport: asyncio.Transport, ctx: ConnContext, initial: bytes, eof: bool = False
+) -> None:
+    """Take over an accepted connection as opaque TCP."""
+    conn = OpaqueConn(ctx, transport)
+    transport.set_protocol(conn)
+    transport.pause_reading()
+    ctx.tracker.add(conn)
+    conn.task = asyncio.get_running_loop().create_task(conn.connect(initial, eof))
