@@ -52,14 +52,14 @@ class Histogram:
         yield f"{name}_count", labels, self.count
 
 
-class ResponseStats:
-    """``response_total`` and ``response_latency_ms`` for one response label set."""
+class CloseStats:
+    """``tcp_close_total`` and ``tcp_connection_duration_ms`` for one ``errno``."""
 
-    __slots__ = ("count", "latency")
+    __slots__ = ("count", "duration")
 
     def __init__(self) -> None:
         self.count = 0
-        self.latency = Histogram()
+        self.duration = Histogram()
 
 
 ResponseKey = tuple[int, str, int | None, str | None]
@@ -68,12 +68,13 @@ ResponseKey = tuple[int, str, int | None, str | None]
 class EndpointStats:
     """The series of one endpoint label set: requests and the responses to them."""
 
-    __slots__ = ("labels", "last_used", "requests", "responses")
+    __slots__ = ("labels", "last_used", "latency", "requests", "responses")
 
     def __init__(self, labels: dict[str, str]) -> None:
         self.labels = labels
         self.requests = 0
-        self.responses: dict[ResponseKey, ResponseStats] = {}
+        self.responses: dict[ResponseKey, int] = {}
+        self.latency: dict[int, Histogram] = {}
         self.last_used = time.monotonic()
 
     def request(self, now: float) -> None:
@@ -92,11 +93,11 @@ class EndpointStats:
     ) -> None:
         """Count a finished response and its latency."""
         key = (status_code, classification, grpc_status, error)
-        stats = self.responses.get(key)
-        if stats is None:
-            stats = self.responses[key] = ResponseStats()
-        stats.count += 1
-        stats.latency.observe(latency_ms)
+        self.responses[key] = self.responses.get(key, 0) + 1
+        hist = self.latency.get(status_code)
+        if hist is None:
+            hist = self.latency[status_code] = Histogram()
+        hist.observe(latency_ms)
         self.last_used = now
 
 
@@ -129,15 +130,16 @@ class HttpFamily:
         )
         for stats in self.series.values():
             req.add_sample(f"{p}request_total", stats.labels, stats.requests)
-            for (status, cls, grpc, error), rs in stats.responses.items():
+            for (status, cls, grpc, error), count in stats.responses.items():
                 labels = {**stats.labels, "status_code": str(status), "classification": cls}
                 if grpc is not None:
                     labels["grpc_status"] = str(grpc)
                 if error is not None:
                     labels["error"] = error
-                rsp.add_sample(f"{p}response_total", labels, rs.count)
+                rsp.add_sample(f"{p}response_total", labels, count)
+            for status, hist in stats.latency.items():
                 status_labels = {**stats.labels, "status_code": str(status)}
-                for sample in rs.latency.samples(f"{p}response_latency_ms", status_labels):
+                for sample in hist.samples(f"{p}response_latency_ms", status_labels):
                     lat.add_sample(*sample)
         yield req
         yield rsp
@@ -169,9 +171,9 @@ class ConnStats:
             now = time.monotonic()
             closes = owner.closes.get(errno)
             if closes is None:
-                closes = owner.closes[errno] = ResponseStats()
+                closes = owner.closes[errno] = CloseStats()
             closes.count += 1
-            closes.latency.observe((now - self.opened) * 1000.0)
+            closes.duration.observe((now - self.opened) * 1000.0)
             owner.last_used = now
 
 
@@ -186,7 +188,7 @@ class TcpStats:
         self.live: set[ConnStats] = set()
         self.closed_read = 0
         self.closed_written = 0
-        self.closes: dict[str, ResponseStats] = {}
+        self.closes: dict[str, CloseStats] = {}
         self.last_used = time.monotonic()
 
     def open(self) -> ConnStats:
@@ -229,7 +231,7 @@ class TcpFamily:
             for errno, cs in s.closes.items():
                 labels = {**s.labels, "errno": errno}
                 closes.add_sample("tcp_close_total", labels, cs.count)
-                for sample in cs.latency.samples("tcp_connection_duration_ms", labels):
+                for sample in cs.duration.samples("tcp_connection_duration_ms", labels):
                     duration.add_sample(*sample)
         yield from (opens, open_now, read, write, closes, duration)
 

@@ -93,10 +93,10 @@ class _Accepting(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
-        self.ctx = self.listener.context(transport)
+        self.ctx = self.listener.context(self.transport)
         port = self.ctx.orig_dst[1] if self.ctx.orig_dst else (self.ctx.target or ("", 0))[1]
         if port in self.listener.dcfg.opaque_ports:
-            serve_opaque(transport, self.ctx, b"")
+            serve_opaque(self.transport, self.ctx, b"")
             return
         loop = asyncio.get_running_loop()
         self.timer = loop.call_later(self.listener.dcfg.detect_timeout, self._timed_out)

@@ -1,0 +1,62 @@
+"""Proxy configuration from LINKERD2_PROXY_* variables."""
+
+import pytest
+
+from weft.proxy.config import DEFAULT_OPAQUE_PORTS, ConfigError, ProxyConfig, parse_duration
+
+
+def test_defaults_match_linkerd() -> None:
+    cfg = ProxyConfig.from_env({"LINKERD2_PROXY_IDENTITY_DISABLED": "1"})
+    assert cfg.outbound.listen == ("127.0.0.1", 4140)
+    assert cfg.inbound.listen == ("0.0.0.0", 4143)
+    assert cfg.control_listen == ("0.0.0.0", 4190)
+    assert cfg.admin_listen == ("0.0.0.0", 4191)
+    assert cfg.inbound.detect_timeout == 10.0
+    assert cfg.outbound.opaque_ports == DEFAULT_OPAQUE_PORTS == {
+        25, 587, 3306, 4444, 5432, 6379, 9300, 11211
+    }  # fmt: skip
+    assert cfg.metrics_retain_idle == 600.0
+    assert cfg.standalone
+
+
+def test_variables_override_defaults() -> None:
+    cfg = ProxyConfig.from_env(
+        {
+            "LINKERD2_PROXY_INBOUND_LISTEN_ADDR": "[::]:5143",
+            "LINKERD2_PROXY_OUTBOUND_PORTS_DISABLE_PROTOCOL_DETECTION": "22, 8000-8002",
+            "LINKERD2_PROXY_INBOUND_DETECT_TIMEOUT": "250ms",
+            "LINKERD2_PROXY_METRICS_RETAIN_IDLE": "2m",
+            "LINKERD2_PROXY_INBOUND_FORWARD": "127.0.0.1:8080",
+            "LINKERD2_PROXY_DESTINATION_SVC_ADDR": "dst.example:8086",
+        }
+    )
+    assert cfg.inbound.listen == ("::", 5143)
+    assert cfg.outbound.opaque_ports == {22, 8000, 8001, 8002}
+    assert cfg.inbound.detect_timeout == 0.25
+    assert cfg.metrics_retain_idle == 120.0
+    assert cfg.inbound.forward == ("127.0.0.1", 8080)
+    assert cfg.destination_addr == ("dst.example", 8086)
+    assert not cfg.identity_disabled and not cfg.standalone
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("LINKERD2_PROXY_INBOUND_LISTEN_ADDR", "4143"),
+        ("LINKERD2_PROXY_ADMIN_LISTEN_ADDR", "0.0.0.0:99999"),
+        ("LINKERD2_PROXY_INBOUND_CONNECT_TIMEOUT", "soon"),
+        ("LINKERD2_PROXY_INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION", "80,x"),
+        ("LINKERD2_PROXY_INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION", "90-80"),
+        ("LINKERD2_PROXY_MAX_HEADER_BYTES", "-1"),
+    ],
+)
+def test_bad_values_name_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name.removeprefix("LINKERD2_PROXY_").split("_")[0]):
+        ProxyConfig.from_env({name: value})
+
+
+def test_durations() -> None:
+    assert parse_duration("x", "100ms") == pytest.approx(0.1)
+    assert parse_duration("x", "10s") == 10
+    assert parse_duration("x", "1h") == 3600
+    assert parse_duration("x", "250") == pytest.approx(0.25)
