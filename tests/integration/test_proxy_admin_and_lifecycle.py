@@ -47,9 +47,10 @@ def backend() -> Iterator[tuple[str, int]]:
     server.shutdown()
 
 
-def _get(
-    url: str, data: bytes | None = None, method: str = "GET"
-) -> tuple[int, bytes, dict[str, str]]:
+Reply = tuple[int, bytes, dict[str, str]]
+
+
+def _get(url: str, data: bytes | None = None, method: str = "GET") -> Reply:
     req = urllib.request.Request(url, data=data, method=method)
     try:
         with urllib.request.urlopen(req, timeout=10) as rsp:
