@@ -33,7 +33,8 @@ class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         body = b"hello from the server pod\\n"
         self.send_response(500 if self.path == "/fail" else 200)
-        self.send_header("content-length", str(len(body))); self.end_headers(); self.wfile.write(body)
+        self.send_header("content-length", str(len(body))); self.end_headers()
+        self.wfile.write(body)
     def log_message(self, *a): pass
 http.server.ThreadingHTTPServer(("0.0.0.0", 8080), H).serve_forever()
 """
