@@ -6,6 +6,7 @@ import socket
 import socketserver
 import threading
 from collections.abc import Iterator
+from io import BufferedIOBase
 from pathlib import Path
 
 import pytest
@@ -15,10 +16,10 @@ from hypothesis import strategies as st
 from tests.loopback import LoopbackProxy
 
 
-def _read_exact(f: socket.SocketIO | object, n: int) -> bytes:
+def _read_exact(f: BufferedIOBase, n: int) -> bytes:
     data = b""
     while len(data) < n:
-        chunk = f.read(n - len(data))  # type: ignore[attr-defined]
+        chunk = f.read(n - len(data))
         if not chunk:
             raise EOFError
         data += chunk
@@ -68,7 +69,8 @@ def echo_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackPro
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Echo)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    proxy = LoopbackProxy(server.server_address, Path(tmp_path_factory.mktemp("proxy"))).start()
+    host, port = server.server_address[:2]
+    proxy = LoopbackProxy((str(host), port), Path(tmp_path_factory.mktemp("proxy"))).start()
     yield proxy
     proxy.stop()
     server.shutdown()
