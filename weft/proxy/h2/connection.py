@@ -1,0 +1,583 @@
+"""One HTTP/2 connection of a proxy hop: frame handling, flow control and stream forwarding.
+
+An :class:`Exchange` is one proxied request/response; its two :class:`Leg` objects are the same
+stream on the accepted connection and on the upstream one. What a leg receives is written to its
+peer leg's connection. Flow control is end to end: the sender gets WINDOW_UPDATE credit back only
+once the bytes have been handed to the other connection's transport; while that transport is
+above its high-water mark (or not connected yet) the stream credit is held, and data the other
+peer has no window for waits on the leg, so buffering is bounded by the windows we advertise.
+
+Writes are batched: frames are appended to a connection's ``out`` list and every dirty connection
+is written once, with one ``transport.write``, at the end of the callback (:func:`flush_all`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from typing import cast
+
+from weft.proxy.classify import classify
+from weft.proxy.config import ProxyConfig
+from weft.proxy.errors import ProxyError, errno_label
+from weft.proxy.h2 import frames as fr
+from weft.proxy.h2.heads import Head, error_response
+from weft.proxy.h2.hpack_codec import TABLE_SIZE_ZERO, HpackDecoder, HpackError
+from weft.proxy.metrics import ConnStats, EndpointStats
+
+log = logging.getLogger("weft.proxy.http2")
+
+Chunk = bytes | memoryview
+# A frame waiting on a leg: (payload, end_stream, source leg); source None means a header block.
+Pending = tuple[Chunk, bool, "Leg | None"]
+
+HEAD_CACHE_SIZE = 512  # blocks per connection
+HEAD_CACHE_MAX_BLOCK = 1024  # bytes; bigger blocks are rarely repeated
+_pack_header = fr.FRAME_HEADER.pack
+_DATA = fr.DATA
+_HEADERS = fr.HEADERS
+_END_HEADERS = fr.END_HEADERS
+_MAX_WINDOW = fr.MAX_WINDOW
+
+# Connections written to during the current callback. Module-wide: every HTTP/2 connection of
+# the process runs on the one event loop thread.
+_dirty: list[H2Conn] = []
+
+
+def flush_all() -> None:
+    """Write out what every connection queued during this callback (one write per connection)."""
+    while _dirty:
+        _dirty.pop().flush()
+
+
+class Exchange:
+    """One proxied request and its response: what its metrics need, shared by both legs."""
+
+    __slots__ = ("done", "grpc", "grpc_status", "start", "stats", "status")
+
+    def __init__(self, stats: EndpointStats, start: float, grpc: bool) -> None:
+        self.stats = stats
+        self.start = start
+        self.grpc = grpc
+        self.status = 0
+        self.grpc_status: int | None = None
+        self.done = False
+
+    def finish(self, error: str | None = None) -> None:
+        """Count the response (once): complete, or ended by a stream ``error``."""
+        if self.done:
+            return
+        self.done = True
+        now = time.monotonic()
+        grpc_status = None if error else self.grpc_status
+        status = self.status
+        self.stats.response(
+            now,
+            (now - self.start) * 1000.0,
+            status,
+            classify(status, grpc_status, error),
+            grpc_status,
+            error,
+        )
+
+
+class Leg:
+    """An exchange's stream on one connection, with its send window and anything waiting on it."""
+
+    __slots__ = (
+        "blocked",
+        "closed",
+        "conn",
+        "exchange",
+        "held",
+        "peer",
+        "queue",
+        "recv_done",
+        "reset_when_sent",
+        "send_done",
+        "sid",
+        "unacked",
+        "window",
+    )
+
+    def __init__(
+        self, conn: H2Conn, sid: int, exchange: Exchange, window: int, recv_done: bool
+    ) -> None:
+        self.conn = conn
+        self.sid = sid
+        self.exchange = exchange
+        self.window = window  # what the peer lets us send on this stream
+        self.recv_done = recv_done  # END_STREAM (or reset) received
+        self.send_done = False  # END_STREAM written
+        self.closed = False  # no longer in conn.streams
+        self.peer: Leg | None = None
+        self.queue: deque[Pending] | None = None
+        self.blocked = False  # waiting in conn.blocked for connection window
+        self.unacked = 0  # consumed bytes not yet credited with WINDOW_UPDATE
+        self.held = 0  # consumed bytes whose credit waits for the peer transport to drain
+        self.reset_when_sent = False  # RST_STREAM(NO_ERROR) once END_STREAM is written
+
+
+class H2Conn(fr.FrameReader, asyncio.Protocol):
+    """What both ends of a hop share: framing, HPACK, windows, legs and batched writes."""
+
+    upstream = False  # True on connections the proxy dialled: frames received are responses
+
+    def __init__(self, config: ProxyConfig, stats: ConnStats) -> None:
+        super().__init__(max_block=config.max_head_bytes)
+        self.stats = stats
+        self.transport: asyncio.Transport | None = None
+        self.streams: dict[int, Leg] = {}
+        self.out: list[Chunk] = []
+        self.dirty = False
+        self.paused = True  # not connected yet, or the transport's buffer is above high-water
+        self.closing = False
+        self.held: list[Leg] = []  # legs of *other* connections whose credit waits on us
+        self.blocked: list[Leg] = []  # our legs waiting for connection window
+        self.window = fr.DEFAULT_WINDOW  # connection send window
+        self.peer_window = fr.DEFAULT_WINDOW  # the peer's SETTINGS_INITIAL_WINDOW_SIZE
+        self.peer_max_frame = fr.DEFAULT_MAX_FRAME
+        self.peer_max_streams = fr.MAX_STREAM_ID
+        self.hpack_prefix = TABLE_SIZE_ZERO
+        self.stream_recv_window = max(1, min(config.h2_initial_stream_window, _MAX_WINDOW))
+        self.conn_recv_window = max(
+            fr.DEFAULT_WINDOW, min(config.h2_initial_connection_window, _MAX_WINDOW)
+        )
+        self.stream_threshold = max(1, self.stream_recv_window // 2)
+        self.conn_threshold = self.conn_recv_window // 2
+        self.unacked = 0
+        self.decoder = HpackDecoder(max_list_size=config.max_head_bytes)
+        self.heads: dict[bytes, Head] = {}
+        self.heads_generation = 0
+        self.last_sid = 0  # highest stream id the peer opened
+
+    def local_settings(self) -> bytes:
+        """Our SETTINGS (push off, our stream window) and the connection window increase."""
+        frames = fr.settings_frame(
+            (
+                (fr.SETTINGS_ENABLE_PUSH, 0),
+                (fr.SETTINGS_INITIAL_WINDOW_SIZE, self.stream_recv_window),
+                (fr.SETTINGS_MAX_HEADER_LIST_SIZE, self.decoder.max_list_size),
+            )
+        )
+        extra = self.conn_recv_window - fr.DEFAULT_WINDOW
+        return frames + fr.window_update(0, extra) if extra else frames
+
+    # --- output -------------------------------------------------------------------------------
+
+    def write(self, data: Chunk) -> None:
+        """Queue bytes for the end-of-callback flush."""
+        self.out.append(data)
+        if not self.dirty:
+            self.dirty = True
+            _dirty.append(self)
+
+    def flush(self) -> None:
+        """Hand everything queued to the transport in one write."""
+        self.dirty = False
+        out = self.out
+        transport = self.transport
+        if not out or transport is None:
+            return
+        if self.closing:
+            out.clear()
+            return
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        self.stats.written += len(data)
+        transport.write(data)
+
+    # --- asyncio.Protocol ---------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+        self.paused = False
+        self.release_held()
+        self.flush()
+
+    def data_received(self, data: bytes) -> None:
+        self.stats.read += len(data)
+        if self.closing:
+            return
+        try:
+            self.feed(data)
+        except fr.H2Error as err:
+            self.fail(err)
+        flush_all()
+
+    def eof_received(self) -> bool | None:
+        return None  # HTTP/2 has no half-close: let the transport close
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        self.release_held()
+        flush_all()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        was_closing = self.closing
+        self.closing = True
+        self.paused = True
+        self.stats.close(errno_label(exc))
+        if not was_closing:
+            self.release_streams(exc)
+        flush_all()
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Flush what is queued and close; streams still open are released at once."""
+        if self.closing:
+            return
+        self.flush()
+        self.closing = True
+        self.release_streams(None)
+        if self.transport is not None:
+            self.transport.close()
+
+    def fail(self, err: fr.H2Error) -> None:
+        """The peer broke the protocol: GOAWAY with the error code, then close."""
+        log.info("http/2 connection error (%s): %s", fr.error_name(err.code), err)
+        self.write(fr.goaway(self.last_sid, err.code, str(err).encode()[:200]))
+        self.close()
+
+    def release_streams(self, exc: Exception | None) -> None:
+        """The connection is gone: end every exchange that still has a leg here."""
+        raise NotImplementedError
+
+    def stream_closed(self) -> None:
+        """A leg left ``streams`` (hook for idle and drain handling)."""
+
+    # --- flow control -------------------------------------------------------------------------
+
+    def credit(self, leg: Leg, n: int, via: H2Conn | None) -> None:
+        """``n`` bytes received on ``leg`` went on to ``via``: give the sender its window back.
+
+        The stream-level credit waits while ``via``'s transport is full (or not connected).
+        """
+        self.credit_connection(n)
+        if via is not None and via.paused and not (leg.recv_done or leg.closed):
+            if not leg.held:
+                via.held.append(leg)
+            leg.held += n
+        else:
+            self.credit_stream(leg, n)
+
+    def release_held(self) -> None:
+        """Our transport drained: give back the stream credit held for legs forwarding to us."""
+        held = self.held
+        if not held:
+            return
+        self.held = []
+        for leg in held:
+            n = leg.held
+            leg.held = 0
+            if n:
+                leg.conn.credit_stream(leg, n)
+
+    def credit_connection(self, n: int) -> None:
+        """Connection-level credit, sent once half the connection window is used."""
+        unacked = self.unacked + n
+        if unacked >= self.conn_threshold:
+            self.write(fr.window_update(0, unacked))
+            unacked = 0
+        self.unacked = unacked
+
+    def credit_stream(self, leg: Leg, n: int) -> None:
+        """Stream-level credit, sent once half the stream window is used."""
+        if leg.recv_done or leg.closed:
+            return
+        unacked = leg.unacked + n
+        if unacked >= self.stream_threshold:
+            self.write(fr.window_update(leg.sid, unacked))
+            unacked = 0
+        leg.unacked = unacked
+
+    # --- sending on a leg ---------------------------------------------------------------------
+
+    def send_data(self, leg: Leg, payload: Chunk, end: bool, src: Leg) -> None:
+        """Send ``payload`` (received on ``src``) on ``leg``; queue what the windows don't allow."""
+        n = len(payload)
+        if leg.closed:
+            src.conn.credit(src, n, None)
+            return
+        if leg.queue or n > leg.window or n > self.window or n > self.peer_max_frame:
+            if leg.queue is None:
+                leg.queue = deque()
+            leg.queue.append((payload, end, src))
+            self.drain_leg(leg)
+            return
+        if n:
+            leg.window -= n
+            self.window -= n
+            self.write(_pack_header(n >> 16, n & 0xFFFF, _DATA, end, leg.sid))
+            self.write(payload)
+            src.conn.credit(src, n, self)
+        else:
+            self.write(_pack_header(0, 0, _DATA, end, leg.sid))
+        if end:
+            self.sent_end(leg)
+
+    def send_headers(self, leg: Leg, block: bytes, end: bool) -> None:
+        """Send a header block on ``leg`` (behind any DATA still waiting for window)."""
+        if leg.closed:
+            return
+        if leg.queue:
+            leg.queue.append((block, end, None))
+            return
+        self.write_headers(leg, block, end)
+
+    def write_headers(self, leg: Leg, block: bytes, end: bool) -> None:
+        prefix = self.hpack_prefix
+        if prefix:
+            block = prefix + block
+            self.hpack_prefix = b""
+        n = len(block)
+        if n <= self.peer_max_frame:
+            self.write(_pack_header(n >> 16, n & 0xFFFF, _HEADERS, _END_HEADERS | end, leg.sid))
+            self.write(block)
+        else:
+            self.write(fr.headers_frames(leg.sid, block, end, self.peer_max_frame))
+        if end:
+            self.sent_end(leg)
+
+    def drain_leg(self, leg: Leg) -> None:
+        """Send as much of ``leg``'s queue as the stream and connection windows allow."""
+        queue = leg.queue
+        while queue:
+            payload, end, src = queue[0]
+            if src is None:
+                queue.popleft()
+                self.write_headers(leg, bytes(payload), end)
+                continue
+            n = len(payload)
+            k = min(n, leg.window, self.window, self.peer_max_frame)
+            if n and k <= 0:
+                if self.window <= 0 and not leg.blocked:
+                    leg.blocked = True
+                    self.blocked.append(leg)
+                return
+            last = end and k == n
+            if k:
+                leg.window -= k
+                self.window -= k
+                self.write(_pack_header(k >> 16, k & 0xFFFF, _DATA, last, leg.sid))
+                self.write(payload[:k] if k < n else payload)
+            else:
+                self.write(_pack_header(0, 0, _DATA, last, leg.sid))
+            if k == n:
+                queue.popleft()
+            else:
+                queue[0] = (payload[k:], end, src)
+            if k:
+                src.conn.credit(src, k, self)
+            if last:
+                self.sent_end(leg)
+
+    def unblock(self) -> None:
+        """The connection window grew: resume the legs that waited for it, in order."""
+        blocked = self.blocked
+        self.blocked = []
+        for leg in blocked:
+            leg.blocked = False
+            if not leg.closed and leg.queue:
+                self.drain_leg(leg)
+
+    def sent_end(self, leg: Leg) -> None:
+        leg.send_done = True
+        if leg.recv_done:
+            self.close_leg(leg)
+        elif leg.reset_when_sent:
+            self.reset_leg(leg, fr.NO_ERROR)
+
+    def reset_after_end(self, leg: Leg) -> None:
+        """The other side sent all it had, then RST_STREAM(NO_ERROR): deliver what still waits on
+        ``leg``, then tell our peer to stop sending (RFC 9113 §8.1)."""
+        if leg.closed:
+            return
+        if leg.send_done:
+            self.reset_leg(leg, fr.NO_ERROR)
+        else:
+            leg.reset_when_sent = True
+
+    def close_leg(self, leg: Leg) -> None:
+        """Both directions of ``leg`` ended normally."""
+        if leg.closed:
+            return
+        leg.closed = True
+        del self.streams[leg.sid]
+        self.stream_closed()
+
+    def discard_leg(self, leg: Leg) -> None:
+        """Forget ``leg`` abruptly; bytes waiting on it are dropped and credited to their sender."""
+        if leg.closed:
+            return
+        leg.closed = True
+        self.streams.pop(leg.sid, None)
+        queue = leg.queue
+        if queue:
+            leg.queue = None
+            for payload, _end, src in queue:
+                if src is not None:
+                    src.conn.credit(src, len(payload), None)
+        self.stream_closed()
+
+    def reset_leg(self, leg: Leg, code: int) -> None:
+        """RST_STREAM ``leg`` towards our peer and forget it."""
+        if leg.closed:
+            return
+        self.write(fr.rst_stream(leg.sid, code))
+        self.discard_leg(leg)
+
+    def reset_exchange(self, leg: Leg, code: int, peer_code: int) -> None:
+        """End ``leg``'s exchange: RST ``leg`` with ``code`` (unless it came from our peer, -1) and
+        its peer leg with ``peer_code``; the response is counted as ended by that error."""
+        completed = leg.recv_done
+        if code < 0:
+            self.discard_leg(leg)
+        else:
+            self.reset_leg(leg, code)
+        peer = leg.peer
+        if peer is not None:
+            if completed and peer_code == fr.NO_ERROR:
+                peer.conn.reset_after_end(peer)
+            else:
+                peer.conn.reset_leg(peer, peer_code)
+        leg.exchange.finish(fr.error_name(peer_code if code < 0 else code))
+
+    def respond_error(self, leg: Leg, err: ProxyError) -> None:
+        """Answer ``leg``'s request with the proxy's own error response."""
+        if leg.closed:
+            return
+        exchange = leg.exchange
+        status, grpc_status, block = error_response(err, exchange.grpc)
+        exchange.status = status
+        exchange.grpc_status = grpc_status
+        self.send_headers(leg, block, True)
+        exchange.finish()
+        if not leg.closed:
+            self.reset_leg(leg, fr.NO_ERROR)  # the request body is no longer wanted
+        peer = leg.peer
+        if peer is not None:
+            peer.conn.reset_leg(peer, fr.CANCEL)
+
+    # --- receiving ----------------------------------------------------------------------------
+
+    def head_of(self, block: bytes) -> Head:
+        """Decode ``block`` (always: the HPACK table must follow the peer) into a :class:`Head`.
+
+        A block that left the dynamic table unchanged decodes the same way until the table
+        changes, so its Head is cached: a steady client sends the same indexed blocks.
+        """
+        decoder = self.decoder
+        heads = self.heads
+        if decoder.generation == self.heads_generation:
+            head = heads.get(block)
+            if head is not None:
+                return head
+        try:
+            head = Head(decoder.decode(block))
+        except HpackError as exc:
+            raise fr.H2Error(fr.COMPRESSION_ERROR, str(exc)) from exc
+        if decoder.generation != self.heads_generation:
+            heads.clear()
+            self.heads_generation = decoder.generation
+        elif len(heads) < HEAD_CACHE_SIZE and len(block) <= HEAD_CACHE_MAX_BLOCK:
+            heads[block] = head
+        return head
+
+    def forward_headers(self, leg: Leg, head: Head, end: bool) -> None:
+        """Pass a header block received on ``leg`` to its peer leg."""
+        if leg.recv_done:
+            self.on_stream_error(leg.sid, fr.STREAM_CLOSED)
+            return
+        if end:
+            leg.recv_done = True
+        peer = leg.peer
+        if peer is not None:
+            peer.conn.send_headers(peer, head.block, end)
+        if end and leg.send_done:
+            self.close_leg(leg)
+
+    def on_data(self, sid: int, payload: memoryview, end: bool, flow_len: int) -> None:
+        leg = self.streams.get(sid)
+        if leg is None or leg.recv_done:
+            self.credit_connection(flow_len)
+            if leg is not None:
+                self.on_stream_error(sid, fr.STREAM_CLOSED)
+            return
+        if end:
+            leg.recv_done = True
+        peer = leg.peer
+        n = len(payload)
+        if flow_len != n:
+            self.credit(leg, flow_len - n, None)
+        if peer is not None:
+            peer.conn.send_data(peer, payload, end, leg)
+        else:
+            self.credit(leg, n, None)
+        if end:
+            if self.upstream:
+                leg.exchange.finish()
+            if leg.send_done:
+                self.close_leg(leg)
+
+    def on_rst(self, sid: int, code: int) -> None:
+        leg = self.streams.get(sid)
+        if leg is not None:
+            self.reset_exchange(leg, -1, code)
+
+    def on_stream_error(self, sid: int, code: int) -> None:
+        leg = self.streams.get(sid)
+        if leg is None:
+            self.write(fr.rst_stream(sid, code))
+        else:
+            self.reset_exchange(leg, code, fr.CANCEL)
+
+    def on_ping(self, opaque: bytes) -> None:
+        self.write(fr.ping_ack(opaque))
+
+    def on_window_update(self, sid: int, increment: int) -> None:
+        if not sid:
+            window = self.window + increment
+            if window > _MAX_WINDOW:
+                raise fr.H2Error(fr.FLOW_CONTROL_ERROR, "connection window overflow")
+            self.window = window
+            if self.blocked:
+                self.unblock()
+            return
+        leg = self.streams.get(sid)
+        if leg is None:
+            return
+        window = leg.window + increment
+        if window > _MAX_WINDOW:
+            self.reset_exchange(leg, fr.FLOW_CONTROL_ERROR, fr.CANCEL)
+            return
+        leg.window = window
+        if leg.queue:
+            self.drain_leg(leg)
+
+    def on_settings(self, settings: list[tuple[int, int]]) -> None:
+        for key, value in settings:
+            if key == fr.SETTINGS_INITIAL_WINDOW_SIZE:
+                delta = value - self.peer_window
+                self.peer_window = value
+                for leg in self.streams.values():
+                    leg.window += delta
+                    if leg.window > _MAX_WINDOW:
+                        raise fr.H2Error(fr.FLOW_CONTROL_ERROR, "stream window overflow")
+                if delta > 0:
+                    for leg in list(self.streams.values()):
+                        if leg.queue:
+                            self.drain_leg(leg)
+            elif key == fr.SETTINGS_MAX_FRAME_SIZE:
+                self.peer_max_frame = value
+            elif key == fr.SETTINGS_MAX_CONCURRENT_STREAMS:
+                self.peer_max_streams = value
+            elif key == fr.SETTINGS_HEADER_TABLE_SIZE:
+                self.hpack_prefix = TABLE_SIZE_ZERO
+        self.write(fr.SETTINGS_ACK)
