@@ -11,6 +11,7 @@ the backend alone, so the added latency can be read off.
     .venv/bin/python bench/h2_micro.py --hops 2             # an outbound -> inbound pair
     .venv/bin/python bench/h2_micro.py --proxy haproxy      # the same through haproxy
     .venv/bin/python bench/h2_micro.py --hops 2 --rps 1000  # added latency at 1000 req/s
+    .venv/bin/python bench/h2_micro.py --body 300000 -n 3000  # large request bodies
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -54,8 +56,8 @@ class Backend(fr.FrameReader, asyncio.Protocol):
         self.consumed = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        transport.write(  # type: ignore[attr-defined]
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.write(
             fr.settings_frame([(fr.SETTINGS_INITIAL_WINDOW_SIZE, 1 << 24)])
             + fr.window_update(0, 1 << 30)
         )
@@ -120,7 +122,7 @@ async def run_weft_hop(port: int, target: int) -> None:
             self.transport: asyncio.Transport | None = None
 
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            self.transport = transport  # type: ignore[assignment]
+            self.transport = cast(asyncio.Transport, transport)
 
         def data_received(self, data: bytes) -> None:
             self.buf += data

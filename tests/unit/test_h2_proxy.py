@@ -11,9 +11,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import random
+import shutil
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 
 import grpc
 import pytest
@@ -59,6 +62,11 @@ async def wait_until(condition: Callable[[], object], what: str, timeout: float 
         if asyncio.get_running_loop().time() > deadline:
             pytest.fail(f"timed out waiting for {what}")
         await asyncio.sleep(0.005)
+
+
+def needs(tool: str) -> pytest.MarkDecorator:
+    """Skip a test when ``tool`` is not installed."""
+    return pytest.mark.skipif(shutil.which(tool) is None, reason=f"{tool} is not installed")
 
 
 @pytest.fixture(autouse=True)
@@ -200,6 +208,10 @@ class GrpcBackend:
             async for request in requests:
                 yield request.upper()
 
+        async def fail(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "nope")
+            return b""
+
         async def hang(request: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
             yield b"first"
             try:
@@ -216,6 +228,7 @@ class GrpcBackend:
                 "Stream": grpc.unary_stream_rpc_method_handler(stream),
                 "Bidi": grpc.stream_stream_rpc_method_handler(bidi),
                 "Hang": grpc.unary_stream_rpc_method_handler(hang),
+                "Fail": grpc.unary_unary_rpc_method_handler(fail),
             },
         )
         self.server = grpc.aio.server(options=GRPC_OPTIONS)
@@ -266,6 +279,15 @@ async def test_grpc_unary_server_streaming_and_bidi_pass_through(grpc_hop: Proxy
     assert (dst, 1) in grpc_hop.samples("tcp_open_total")  # one shared upstream connection
     for name in ("tcp_read_bytes_total", "tcp_write_bytes_total"):
         assert all(value > 0 for _, value in grpc_hop.samples(name))
+
+
+async def test_grpc_error_status_is_forwarded_and_classified_as_failure(grpc_hop: Proxy) -> None:
+    async with channel(grpc_hop) as ch:
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await ch.unary_unary("/test.Echo/Fail")(b"", timeout=TIMEOUT)
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    assert info.value.details() == "nope"
+    assert grpc_hop.responses() == {("200", "failure", "5", None): 1}
 
 
 async def test_grpc_10mb_messages_pass_unchanged(grpc_hop: Proxy) -> None:
@@ -340,7 +362,10 @@ class Backend(asyncio.Protocol):
 
     def __init__(self, state: BackendState) -> None:
         self.state = state
-        self.conn = H2Connection(H2Configuration(client_side=False, header_encoding=None))
+        config = H2Configuration(
+            client_side=False, header_encoding=None, validate_inbound_headers=False
+        )
+        self.conn = H2Connection(config)
         self.transport: asyncio.Transport | None = None
         self.paths: dict[int, bytes] = {}
         self.bodies: dict[int, bytearray] = {}
@@ -486,7 +511,10 @@ class Client(asyncio.Protocol):
     """An HTTP/2 client on the ``h2`` library that records what happens to each stream."""
 
     def __init__(self, ack: bool = True) -> None:
-        self.conn = H2Connection(H2Configuration(client_side=True, header_encoding=None))
+        config = H2Configuration(
+            client_side=True, header_encoding=None, validate_outbound_headers=False
+        )
+        self.conn = H2Connection(config)
         self.ack = ack
         self.transport: asyncio.Transport | None = None
         self.events: list[Event] = []
@@ -714,13 +742,14 @@ async def test_protocol_error_gets_goaway_and_other_connections_carry_on(
     assert bytes(good.body[sid]) == b"hello"
 
 
+@needs("curl")
 async def test_curl_prior_knowledge_get_and_post(
     h2_hop: Proxy, h2_backend: tuple[BackendState, int]
 ) -> None:
     state, _ = h2_backend
     body = os.urandom(300 * 1024)
     get = await asyncio.create_subprocess_exec(
-        "curl", "-sS", "--http2-prior-knowledge", "-D", "-", "-H", "connection: close",
+        "curl", "-sS", "--http2-prior-knowledge", "-D", "-",
         f"http://127.0.0.1:{h2_hop.port}/hello",
         stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
@@ -739,11 +768,11 @@ async def test_curl_prior_knowledge_get_and_post(
     assert post.returncode == 0
     assert echoed == body
     assert [path for path, _ in state.requests] == [b"/hello", b"/echo"]
-    assert all(name != b"connection" for _, headers in state.requests for name, _ in headers)
     assert h2_hop.requests() == 2
     assert h2_hop.responses() == {("200", "success", None, None): 2}
 
 
+@needs("curl")
 async def test_connect_refused_over_http_is_502_with_l5d_proxy_error() -> None:
     port = closed_port()
     proxy = Proxy(("127.0.0.1", port))
@@ -762,6 +791,7 @@ async def test_connect_refused_over_http_is_502_with_l5d_proxy_error() -> None:
     assert proxy.responses() == {("502", "failure", None, None): 1}
 
 
+@needs("h2load")
 async def test_h2load_run_is_counted_exactly(h2_hop: Proxy) -> None:
     load = await asyncio.create_subprocess_exec(
         "h2load", "-n", "600", "-c", "4", "-m", "10", f"http://127.0.0.1:{h2_hop.port}/hello",
@@ -900,3 +930,73 @@ async def test_grpc_through_a_pair_of_hops(grpc_hop: Proxy) -> None:
     finally:
         await outer.close()
     assert outer.responses() == grpc_hop.responses() == {("200", "success", "0", None): 2}
+
+
+async def test_mixed_traffic_with_resets_is_counted_once_and_leaves_no_streams(
+    h2_hop: Proxy,
+) -> None:
+    rnd = random.Random(7)
+    clients = [await Client.connect(h2_hop.port) for _ in range(4)]
+    expected: list[tuple[Client, int, bytes | int | None]] = []  # body, reset code, or unknown
+    for _ in range(300):
+        client = rnd.choice(clients)
+        kind = rnd.choice(("hello", "big", "reset", "cancel", "echo", "cancel-upload"))
+        if kind == "hello":
+            expected.append((client, client.request("/hello"), b"hello"))
+        elif kind == "big":
+            size = rnd.randrange(256, 300_000, 256)
+            expected.append(
+                (client, client.request(f"/big/{size}"), bytes(range(256)) * (size // 256))
+            )
+        elif kind == "reset":
+            expected.append((client, client.request("/reset/8"), fr.CANCEL))
+        elif kind == "cancel":
+            client.conn.reset_stream(client.request("/hold"), fr.CANCEL)
+        else:
+            sid = client.request("/echo", method="POST", end=False)
+            window = client.conn.local_flow_control_window(sid)
+            body = os.urandom(rnd.randrange(0, 60_000))[:window]
+            for pos in range(0, len(body), 16384):
+                client.conn.send_data(sid, body[pos : pos + 16384])
+            if kind == "cancel-upload":
+                client.conn.reset_stream(sid, fr.CANCEL)
+            else:
+                client.conn.end_stream(sid)
+                expected.append((client, sid, body))
+        client.flush()
+        if rnd.random() < 0.1:
+            await asyncio.sleep(0)  # let some frames through between bursts
+    for client, sid, outcome in expected:
+        await wait_until(partial(client.ended, sid), f"stream {sid}")
+        if isinstance(outcome, int):
+            assert client.reset_code(sid) == outcome
+        else:
+            assert bytes(client.body.get(sid, b"")) == outcome
+    upstreams = [c for conns in h2_hop.h2_pool.conns.values() for c in conns]
+    await wait_until(
+        lambda: not any(c.streams for c in [*h2_hop.server_conns(), *upstreams]),
+        "every stream to be forgotten",
+    )
+    assert h2_hop.requests() == 300
+    assert sum(h2_hop.responses().values()) == 300
+
+
+async def test_connection_specific_headers_are_not_forwarded(
+    h2_hop: Proxy, h2_backend: tuple[BackendState, int]
+) -> None:
+    state, _ = h2_backend
+    client = await Client.connect(h2_hop.port)
+    hop_by_hop = [
+        (b"connection", b"keep-alive"),
+        (b"keep-alive", b"timeout=5"),
+        (b"proxy-connection", b"keep-alive"),
+        (b"transfer-encoding", b"chunked"),
+        (b"upgrade", b"websocket"),
+        (b"te", b"gzip"),
+    ]
+    sid = client.request("/hello", extra=[*hop_by_hop, (b"x-kept", b"1")])
+    await wait_until(lambda: client.ended(sid), "the answer")
+    ((_, headers),) = state.requests
+    names = [name for name, _ in headers]
+    assert b"x-kept" in names
+    assert not {name for name, _ in hop_by_hop} & set(names)

@@ -63,6 +63,8 @@ async def run(env: Mapping[str, str]) -> int:
     left = await tracker.drain(config.shutdown_grace_period)
     if left:
         log.warning("closed %d connections that did not drain in time", left)
+    for listener in listeners:
+        listener.h2_pool.close()  # GOAWAY to upstreams, so their closes are counted
     retire.cancel()
     admin.close()
     return 0

@@ -94,7 +94,7 @@ class ServerConn(H2Conn):
             self.write(fr.rst_stream(sid, fr.STREAM_CLOSED))
         else:
             self.last_sid = sid
-            if self.draining:
+            if self.draining or self.closing:
                 self.write(fr.rst_stream(sid, fr.REFUSED_STREAM))
             else:
                 self.open_exchange(sid, head, end)

@@ -134,7 +134,6 @@ class ClientConn(H2Conn):
         if left > 0:
             self.idle_timer = self.loop.call_later(left, self._idle_check)
             return
-        self.pool.forget(self)
         self.close()
         flush_all()
 
@@ -175,7 +174,8 @@ class H2Pool:
 
     def __init__(self) -> None:
         self.conns: dict[Addr, list[ClientConn]] = {}
-        self.stream_limits: dict[Addr, int] = {}  # the last SETTINGS_MAX_CONCURRENT_STREAMS seen
+        # The last SETTINGS_MAX_CONCURRENT_STREAMS seen, while the address has connections.
+        self.stream_limits: dict[Addr, int] = {}
 
     def acquire(self, addr: Addr, ctx: ConnContext) -> ClientConn:
         """A connection to ``addr`` with room for one more stream (dialled if there is none)."""
@@ -197,6 +197,7 @@ class H2Pool:
             conns.remove(conn)
             if not conns:
                 del self.conns[conn.addr]
+                self.stream_limits.pop(conn.addr, None)
 
     def close(self) -> None:
         """Close every connection (their open exchanges are ended)."""
