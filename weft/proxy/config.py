@@ -62,10 +62,8 @@ class DirectionConfig:
     listen: tuple[str, int]
     forward: tuple[str, int] | None
     connect_timeout: float
-    dispatch_timeout: float
     detect_timeout: float
     opaque_ports: frozenset[int]
-    max_in_flight: int
     pool_idle_timeout: float
     max_idle_per_endpoint: int
 
@@ -99,10 +97,8 @@ class ProxyConfig:
     def from_env(cls, env: Mapping[str, str]) -> ProxyConfig:
         """Build the configuration from ``env``; raises :class:`ConfigError` on a bad value."""
         reader = _Reader(env)
-        inbound = reader.direction("INBOUND", listen="0.0.0.0:4143", connect="100ms", dispatch="1s")
-        outbound = reader.direction(
-            "OUTBOUND", listen="127.0.0.1:4140", connect="1s", dispatch="3s"
-        )
+        inbound = reader.direction("INBOUND", listen="0.0.0.0:4143", connect="100ms")
+        outbound = reader.direction("OUTBOUND", listen="127.0.0.1:4140", connect="1s")
         dest = reader.get("DESTINATION_SVC_ADDR")
         log_filter = reader.get("LOG") or "warn,linkerd=info,weft=info"
         return cls(
@@ -157,21 +153,17 @@ class _Reader:
             raise ConfigError(f"{self.PREFIX}{name}: expected a whole number, got {value!r}")
         return int(value)
 
-    def direction(
-        self, prefix: str, *, listen: str, connect: str, dispatch: str
-    ) -> DirectionConfig:
+    def direction(self, prefix: str, *, listen: str, connect: str) -> DirectionConfig:
         forward = self.get(f"{prefix}_FORWARD")
         opaque = self.get(f"{prefix}_PORTS_DISABLE_PROTOCOL_DETECTION")
         return DirectionConfig(
             listen=self.addr(f"{prefix}_LISTEN_ADDR", listen),
             forward=parse_addr(self.PREFIX + f"{prefix}_FORWARD", forward) if forward else None,
             connect_timeout=self.duration(f"{prefix}_CONNECT_TIMEOUT", connect),
-            dispatch_timeout=self.duration(f"{prefix}_DISPATCH_TIMEOUT", dispatch),
             detect_timeout=self.duration(f"{prefix}_DETECT_TIMEOUT", "10s"),
             opaque_ports=parse_ports(self.PREFIX + prefix, opaque)
             if opaque is not None
             else DEFAULT_OPAQUE_PORTS,
-            max_in_flight=self.integer(f"{prefix}_MAX_IN_FLIGHT", 100000),
             pool_idle_timeout=self.duration(f"{prefix}_HTTP1_CONNECTION_POOL_IDLE_TIMEOUT", "3s"),
             max_idle_per_endpoint=self.integer(f"{prefix}_MAX_IDLE_CONNS_PER_ENDPOINT", 10000),
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple, Protocol
 
-from weft.proxy.errors import ProxyError
+from weft.proxy.errors import GRPC_UNAVAILABLE, ProxyError
 from weft.proxy.metrics import LabelPairs
 
 Addr = tuple[str, int]
@@ -38,5 +38,7 @@ class OriginalDestination:
 
     def endpoint(self, authority: str | None, target: Addr | None) -> Endpoint:
         if target is None:
-            raise ProxyError(502, f"no route to {authority or 'an unknown destination'}", 14)
+            raise ProxyError(
+                502, f"no route to {authority or 'an unknown destination'}", GRPC_UNAVAILABLE
+            )
         return Endpoint(target)

@@ -6,7 +6,6 @@ import errno as errno_mod
 
 # gRPC status codes used for synthesized responses.
 GRPC_UNAVAILABLE = 14
-GRPC_DEADLINE_EXCEEDED = 4
 GRPC_INTERNAL = 13
 GRPC_RESOURCE_EXHAUSTED = 8
 
@@ -31,16 +30,6 @@ def connect_error(exc: BaseException, addr: tuple[str, int]) -> ProxyError:
     if isinstance(exc, OSError) and exc.errno == errno_mod.ECONNREFUSED:
         return ProxyError(502, f"connection refused by {where}", GRPC_UNAVAILABLE)
     return ProxyError(502, f"connect to {where} failed: {exc}", GRPC_UNAVAILABLE)
-
-
-def dispatch_timeout(seconds: float) -> ProxyError:
-    """The request could not be dispatched to an endpoint in time."""
-    return ProxyError(503, f"request dispatch timed out after {seconds:g}s", GRPC_UNAVAILABLE)
-
-
-def overloaded(limit: int) -> ProxyError:
-    """The proxy is at its in-flight request limit."""
-    return ProxyError(503, f"proxy max in-flight requests ({limit}) reached", GRPC_UNAVAILABLE)
 
 
 def upstream_reset(detail: str) -> ProxyError:

@@ -19,7 +19,14 @@ import httptools
 from weft.proxy import h1head
 from weft.proxy.classify import classify
 from weft.proxy.context import Addr, ConnContext
-from weft.proxy.errors import ProxyError, connect_error, errno_label, upstream_reset
+from weft.proxy.errors import (
+    GRPC_INTERNAL,
+    GRPC_RESOURCE_EXHAUSTED,
+    ProxyError,
+    connect_error,
+    errno_label,
+    upstream_reset,
+)
 from weft.proxy.metrics import ConnStats, EndpointStats
 
 log = logging.getLogger("weft.proxy.http1")
@@ -149,11 +156,12 @@ class H1Server(asyncio.Protocol):
                     ex.pending.append(rest)
         except httptools.HttpParserCallbackError as exc:
             if isinstance(exc.__context__, _HeadTooLarge):
-                self._fail(ProxyError(431, "request header fields too large", 8))
+                too_large = "request header fields too large"
+                self._fail(ProxyError(431, too_large, GRPC_RESOURCE_EXHAUSTED))
             else:
-                self._fail(ProxyError(400, f"malformed HTTP request: {exc}", 13))
+                self._fail(ProxyError(400, f"malformed HTTP request: {exc}", GRPC_INTERNAL))
         except httptools.HttpParserError as exc:
-            self._fail(ProxyError(400, f"malformed HTTP request: {exc}", 13))
+            self._fail(ProxyError(400, f"malformed HTTP request: {exc}", GRPC_INTERNAL))
 
     def eof_received(self) -> bool:
         if self.tunnel is not None:
