@@ -1,8 +1,9 @@
 """The ``nat`` rules Linkerd's proxy-init installs in a pod, rendered for ``iptables-restore``.
 
 :func:`render` is pure: it turns a :class:`ProxyInitConfig` and a timestamp into the restore
-input. :func:`apply` loads it into a named network namespace (after removing an earlier copy, so
-re-runs are idempotent) and :func:`remove` deletes exactly those chains and the jumps to them.
+input. :func:`apply` loads it into a named network namespace, or the current one when the name is
+``None`` (after removing an earlier copy, so re-runs are idempotent), and :func:`remove` deletes
+exactly those chains and the jumps to them.
 
 Inbound: ``PREROUTING -> PROXY_INIT_REDIRECT``, which returns for ignored ports and redirects
 TCP to the inbound proxy port. Outbound: ``OUTPUT -> PROXY_INIT_OUTPUT``, which sends the proxy's
@@ -212,18 +213,24 @@ def render_removal(saved_nat: str) -> str:
     return "*nat\n" + "\n".join(body) + "\nCOMMIT\n"
 
 
-def _save_nat(netns: str) -> str:
-    return netns_mod.run(netns_mod.exec_argv(netns, ["iptables-save", "-t", "nat"])).stdout
+def _argv(netns: str | None, argv: Sequence[str]) -> list[str]:
+    """``argv`` run inside ``netns``, or in the current namespace when it is ``None``."""
+    return list(argv) if netns is None else netns_mod.exec_argv(netns, argv)
 
 
-def _restore(netns: str, rules: str) -> None:
-    netns_mod.run(
-        netns_mod.exec_argv(netns, ["iptables-restore", "--noflush", "--wait"]), stdin=rules
-    )
+def _save_nat(netns: str | None) -> str:
+    return netns_mod.run(_argv(netns, ["iptables-save", "-t", "nat"])).stdout
 
 
-def remove(netns: str) -> bool:
-    """Delete our chains and the jumps to them in ``netns``; returns whether anything was there."""
+def _restore(netns: str | None, rules: str) -> None:
+    netns_mod.run(_argv(netns, ["iptables-restore", "--noflush", "--wait"]), stdin=rules)
+
+
+def remove(netns: str | None) -> bool:
+    """Delete our chains and the jumps to them in ``netns`` (``None``: the current namespace).
+
+    Returns whether anything was there.
+    """
     removal = render_removal(_save_nat(netns))
     if not removal:
         return False
@@ -231,13 +238,13 @@ def remove(netns: str) -> bool:
     return True
 
 
-def apply(netns: str, rules: str) -> None:
-    """Load ``rules`` (from :func:`render`) into ``netns``, replacing an earlier copy."""
+def apply(netns: str | None, rules: str) -> None:
+    """Load ``rules`` into ``netns`` (``None``: the current one), replacing an earlier copy."""
     remove(netns)
     _restore(netns, rules)
 
 
-def install(netns: str, config: ProxyInitConfig, timestamp: int | None = None) -> str:
+def install(netns: str | None, config: ProxyInitConfig, timestamp: int | None = None) -> str:
     """Render ``config`` (at ``timestamp``, default now) and apply it; returns the rules."""
     rules = render(config, int(time.time()) if timestamp is None else timestamp)
     apply(netns, rules)
