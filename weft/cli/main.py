@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import click
 
+from weft.cli.cluster import cluster
 from weft.cli.proxy import proxy
+from weft.cli.proxy_init import proxy_init
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -14,3 +16,5 @@ def cli() -> None:
 
 
 cli.add_command(proxy)
+cli.add_command(cluster)
+cli.add_command(proxy_init)

@@ -1,0 +1,166 @@
+"""A local weft cluster for tests, driven through the real ``weft cluster`` command.
+
+Each :class:`LocalCluster` has a unique name (so its namespaces are ``<name>-…``), its own state
+directory and test-only CIDRs; :meth:`LocalCluster.down` removes it, and
+:meth:`LocalCluster.leftovers` lists anything of it that is still on the host.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tests.mesh import REPO_ROOT, wait_for
+from weft.local import netns as ns
+from weft.local.cluster_config import ClusterConfig
+
+Obj = dict[str, Any]
+APPS = REPO_ROOT / "tests" / "e2e" / "apps"
+
+
+class LocalCluster:
+    """``weft cluster`` with ``--name`` and ``--state-dir`` filled in."""
+
+    def __init__(self, state_root: Path, *, pod_cidr: str, service_cidr: str) -> None:
+        self.name = "wt" + secrets.token_hex(3)
+        self.state_dir = state_root / self.name
+        self.pod_cidr = pod_cidr
+        self.service_cidr = service_cidr
+
+    # -- the command ----------------------------------------------------------------------
+
+    def run(
+        self, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        """``weft cluster <args>``; raises with the output if it fails and ``check``."""
+        argv = [
+            sys.executable,
+            "-m",
+            "weft",
+            "cluster",
+            "--name",
+            self.name,
+            "--state-dir",
+            str(self.state_dir),
+            *args,
+        ]
+        proc = subprocess.run(
+            argv,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            cwd=REPO_ROOT,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"weft cluster {' '.join(args)} exited {proc.returncode}:\n"
+                f"{proc.stdout}{proc.stderr}"
+            )
+        return proc
+
+    def up(self) -> None:
+        """Bring the cluster up with a short restart back-off (tests wait for restarts)."""
+        self.run(
+            "up",
+            "--pod-cidr",
+            self.pod_cidr,
+            "--service-cidr",
+            self.service_cidr,
+            "--restart-backoff",
+            "0.5",
+        )
+
+    def down(self) -> subprocess.CompletedProcess[str]:
+        """Remove the cluster."""
+        return self.run("down", "--grace", "5", check=False, timeout=120)
+
+    def apply(self, manifest: str) -> str:
+        """Apply YAML from stdin; returns the output."""
+        return self.run("apply", "-f", "-", stdin=manifest).stdout
+
+    def get(self, resource: str, namespace: str = "default") -> list[Obj]:
+        """Objects of a kind, as JSON."""
+        out = self.run("get", resource, "-n", namespace, "-o", "json").stdout
+        items: list[Obj] = json.loads(out)["items"]
+        return items
+
+    def exec(
+        self, pod: str, namespace: str, argv: Sequence[str], check: bool = True, timeout: float = 30
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``argv`` inside a pod's network namespace."""
+        return self.run("exec", pod, "-n", namespace, "--", *argv, check=check, timeout=timeout)
+
+    def pids(self, pod: Obj, pattern: str) -> list[int]:
+        """PIDs of the processes in ``pod``'s namespace whose command line contains ``pattern``."""
+        netns = ClusterConfig.load(self.state_dir).pod_netns(pod["metadata"]["uid"])
+        found = []
+        for pid in ns.netns_pids(netns):
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue
+            if pattern.encode() in cmdline:
+                found.append(pid)
+        return found
+
+    # -- waiting --------------------------------------------------------------------------
+
+    def ready_pods(self, namespace: str, prefix: str = "") -> list[Obj]:
+        """Ready, non-terminating pods whose name starts with ``prefix``."""
+        return [
+            p
+            for p in self.get("pods", namespace)
+            if p["metadata"]["name"].startswith(prefix)
+            and not p["metadata"].get("deletionTimestamp")
+            and any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in p.get("status", {}).get("conditions", [])
+            )
+        ]
+
+    def wait_ready(self, namespace: str, prefix: str, count: int, timeout: float = 60) -> list[Obj]:
+        """Wait until exactly ``count`` pods starting with ``prefix`` are ready."""
+
+        def check() -> list[Obj]:
+            pods = self.ready_pods(namespace, prefix)
+            everything = [
+                p for p in self.get("pods", namespace) if p["metadata"]["name"].startswith(prefix)
+            ]
+            return pods if len(pods) == count and len(everything) == count else []
+
+        return wait_for(
+            check, timeout, what=f"{count} ready {prefix}* pods in {namespace}", interval=0.2
+        )
+
+    # -- what is left ---------------------------------------------------------------------
+
+    def leftovers(self) -> list[str]:
+        """Namespaces, /etc/netns dirs, host links and rules, processes and files still present."""
+        found = [f"netns {n}" for n in ns.list_netns() if n.startswith(f"{self.name}-")]
+        found += [f"/etc/netns/{p.name}" for p in ns.NETNS_ETC_DIR.glob(f"{self.name}-*")]
+        ps = subprocess.run(
+            ["ps", "-eo", "pid=,args="], capture_output=True, text=True, check=True
+        ).stdout
+        found += [
+            f"process {line.strip()}"
+            for line in ps.splitlines()
+            if str(self.state_dir) in line and "ps -eo" not in line
+        ]
+        links = ns.run([ns.IP, "-o", "link"]).stdout
+        found += [
+            f"host link {line.split(':')[1].strip()}"
+            for line in links.splitlines()
+            if self.name in line
+        ]
+        rules = ns.run(["iptables-save"]).stdout + ns.run(["iptables-save", "-t", "nat"]).stdout
+        found += [f"host rule {line}" for line in rules.splitlines() if "WEFT-" in line]
+        if self.state_dir.exists():
+            found.append(f"state dir {self.state_dir}")
+        return found

@@ -1,0 +1,1 @@
+"""Level-triggered controllers: each reconciles the store towards what its objects declare."""
