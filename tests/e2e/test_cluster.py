@@ -25,8 +25,14 @@ POD_CIDR = "10.246.0.0/16"
 SERVICE_CIDR = "10.247.0.0/16"
 
 
+UNREADY_DIR = Path("/tmp")
+
+
 def app_manifest(namespace: str, *, inject: bool = False, replicas: int = 2) -> str:
-    """A namespace with a ``whoami`` Deployment + Service and an idle client Deployment."""
+    """A namespace with a ``whoami`` Deployment + Service and an idle client Deployment.
+
+    A ``whoami`` pod turns unready while ``/tmp/unready-<namespace>-<pod>`` exists.
+    """
     annotations = "  annotations: {linkerd.io/inject: enabled}\n" if inject else ""
     return f"""
 apiVersion: v1
@@ -47,6 +53,7 @@ spec:
       - name: app
         image: whoami:test
         command: [python, {APPS / "whoami.py"}, --port, "8080"]
+        args: [--unready-file, "{UNREADY_DIR}/unready-{namespace}-$(POD_NAME)"]
         env:
         - name: POD_NAME
           valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}
@@ -91,7 +98,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     try:
         yield c
     finally:
-        c.down()
+        proc = c.down()
+    assert proc.returncode == 0, proc.stderr
+    assert c.leftovers() == []
 
 
 def curl(cluster: LocalCluster, namespace: str, client: str, url: str) -> str:
@@ -125,6 +134,28 @@ def test_unmeshed_client_reaches_a_service_by_name_and_ip_spread_over_replicas(
 
     seen = {curl(cluster, "plain", client, "http://whoami-svc/") for _ in range(30)}
     assert seen == backends
+
+
+def test_endpoints_follow_readiness(cluster: LocalCluster) -> None:
+    cluster.apply(app_manifest("ready"))
+    pods = cluster.wait_ready("ready", "whoami-", 2)
+    client = cluster.wait_ready("ready", "client-", 1)[0]["metadata"]["name"]
+    names = sorted(p["metadata"]["name"] for p in pods)
+    flag = UNREADY_DIR / f"unready-ready-{names[0]}"
+
+    def serving() -> set[str]:
+        (ep,) = cluster.get("endpoints", "ready")
+        ips = {a["ip"] for s in ep["subsets"] for a in s.get("addresses", [])}
+        return {p["metadata"]["name"] for p in pods if p["status"]["podIP"] in ips}
+
+    flag.touch()
+    try:
+        wait_for(lambda: serving() == {names[1]}, 20, what="the unready pod leaves the endpoints")
+        seen = {curl(cluster, "ready", client, "http://whoami-svc/") for _ in range(15)}
+        assert seen == {names[1]}
+    finally:
+        flag.unlink()
+    wait_for(lambda: serving() == set(names), 20, what="the pod is back in the endpoints")
 
 
 def test_a_killed_container_restarts_and_a_deleted_pod_is_replaced(
