@@ -48,18 +48,16 @@ def _pod_status(pod: Obj) -> str:
 
 def _pod_row(pod: Obj) -> list[str]:
     status = pod.get("status") or {}
+    sidecar_names = {
+        c["name"]
+        for c in pod["spec"].get("initContainers") or []
+        if c.get("restartPolicy") == "Always"
+    }
     statuses = list(status.get("containerStatuses") or [])
-    sidecars = [
-        c
-        for c in status.get("initContainerStatuses") or []
-        if any(
-            i["name"] == c["name"] and i.get("restartPolicy") == "Always"
-            for i in pod["spec"].get("initContainers") or []
-        )
-    ]
-    total = len(pod["spec"].get("containers") or []) + len(sidecars)
-    ready = sum(1 for c in statuses + sidecars if c.get("ready"))
-    restarts = sum(int(c.get("restartCount", 0)) for c in statuses + sidecars)
+    statuses += [c for c in status.get("initContainerStatuses") or [] if c["name"] in sidecar_names]
+    total = len(pod["spec"].get("containers") or []) + len(sidecar_names)
+    ready = sum(1 for c in statuses if c.get("ready"))
+    restarts = sum(int(c.get("restartCount", 0)) for c in statuses)
     return [
         pod["metadata"]["name"],
         f"{ready}/{total}",

@@ -6,18 +6,21 @@ anything changes, so a bad document leaves the cluster exactly as it was.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from weft.local.controllers.pods import request_delete
+from weft.local.controllers.pods import request_delete, template_hash
 from weft.local.store import CLUSTER_SCOPED, ObjectStore, key_of
 from weft.resources import KINDS, ManifestError, check_apply, describe, parse_manifest_text
 
 Obj = dict[str, Any]
 # Kinds whose existing objects matter to the cross-document checks.
 _CHECKED_KINDS = ("Namespace", "Deployment", "Job", "Pod", "Service")
+# The hash of a Pod's spec as applied (before injection): pods are immutable.
+APPLIED_SPEC = "weft.io/applied-spec"
 # Fields the kubelet and the controllers own; never taken from an applied document.
 _SERVER_FIELDS = ("status",)
 
@@ -61,9 +64,12 @@ class ServiceIPs:
 
     def allocate(self, used: set[str]) -> str:
         """The lowest free address."""
-        for address in list(self.network.hosts())[1:]:
-            if str(address) not in used:
-                return str(address)
+        first = int(self.network.network_address) + 2
+        last = int(self.network.broadcast_address) - 1
+        for value in range(first, last + 1):
+            address = str(ipaddress.IPv4Address(value))
+            if address not in used:
+                return address
         raise ManifestError(f"service CIDR {self.network} is exhausted")
 
     def check(self, resource: Any, ip: str, used: set[str]) -> None:
@@ -88,9 +94,26 @@ def apply(store: ObjectStore, resources: Sequence[Any], service_ips: ServiceIPs)
         old = store.get(kind, namespace, name)
         if kind == "Service":
             _assign_cluster_ip(resource, obj, old, service_ips, used)
+        if kind == "Secret":
+            _fold_string_data(obj)
+        if kind == "Pod":
+            spec_hash = template_hash(obj["spec"])
+            obj["metadata"].setdefault("annotations", {})[APPLIED_SPEC] = spec_hash
+            if old is not None and old["metadata"]["annotations"].get(APPLIED_SPEC) != spec_hash:
+                raise ManifestError(
+                    f"{describe(resource)}: spec: a pod's spec cannot change; delete the pod "
+                    "and apply it again (or use a Deployment)"
+                )
         if old is not None:
-            merged = {**old, **obj}
+            # The document replaces the object; what the cluster owns is kept.
+            merged = dict(obj)
             merged["metadata"] = {**obj["metadata"], **_kept_meta(old)}
+            if kind == "Pod":
+                merged["spec"] = old["spec"]  # as admitted (injected)
+                merged["metadata"]["annotations"] = {
+                    **old["metadata"].get("annotations", {}),
+                    **obj["metadata"].get("annotations", {}),
+                }
             for field in _SERVER_FIELDS:
                 if field in old:
                     merged[field] = old[field]
@@ -114,8 +137,24 @@ def apply(store: ObjectStore, resources: Sequence[Any], service_ips: ServiceIPs)
     return results
 
 
+def _fold_string_data(secret: Obj) -> None:
+    """Kubernetes stores ``stringData`` merged into ``data`` (base64) and never returns it."""
+    string_data = secret.pop("stringData", None) or {}
+    if string_data:
+        data = secret.setdefault("data", {})
+        for key, value in string_data.items():
+            data[key] = base64.b64encode(str(value).encode()).decode()
+
+
 def _kept_meta(old: Obj) -> Obj:
-    keep = ("uid", "creationTimestamp", "resourceVersion", "generation")
+    keep = (
+        "uid",
+        "creationTimestamp",
+        "resourceVersion",
+        "generation",
+        "deletionTimestamp",
+        "ownerReferences",
+    )
     return {k: old["metadata"][k] for k in keep if k in old["metadata"]}
 
 
@@ -148,12 +187,15 @@ def _assign_cluster_ip(
 
 def delete(store: ObjectStore, refs: Sequence[tuple[str, str, str]]) -> list[str]:
     """Delete objects by (kind, namespace, name); a Namespace takes everything in it along."""
+    for kind, namespace, name in refs:
+        if store.get(kind, namespace, name) is None:
+            raise ManifestError(f'{kind.lower()} "{name}" not found')
     results = []
     with store.transaction():
         for kind, namespace, name in refs:
             obj = store.get(kind, namespace, name)
             if obj is None:
-                raise ManifestError(f'{kind.lower()} "{name}" not found')
+                continue  # listed twice, or inside a namespace deleted before it
             if kind == "Namespace":
                 _delete_namespace_contents(store, name)
             if kind == "Pod":

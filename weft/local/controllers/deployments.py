@@ -15,8 +15,8 @@ from weft.local.controllers.pods import (
     is_ready,
     is_terminating,
     new_pod,
+    orphans,
     owned_by,
-    owner_of,
     random_suffix,
     request_delete,
     template_hash,
@@ -29,12 +29,8 @@ HASH_LABEL = "pod-template-hash"
 def reconcile(store: ObjectStore, admit: Admit) -> None:
     """Bring every Deployment's pods in line with its spec, and update its status."""
     deployments = store.list("Deployment")
-    names = {(d["metadata"]["namespace"], d["metadata"]["name"]) for d in deployments}
-    for pod in store.list("Pod"):
-        owner = owner_of(pod)
-        gone = owner and (pod["metadata"]["namespace"], owner[1]) not in names
-        if owner and owner[0] == "Deployment" and gone:
-            request_delete(store, pod)
+    for pod in orphans(store, deployments, "Deployment"):
+        request_delete(store, pod)
     for deployment in deployments:
         _reconcile_one(store, deployment, admit)
 
@@ -47,7 +43,7 @@ def _reconcile_one(store: ObjectStore, deployment: Obj, admit: Admit) -> None:
     pods = [
         p
         for p in store.list("Pod", meta["namespace"])
-        if owned_by(p, "Deployment", meta["name"]) and not is_terminating(p)
+        if owned_by(p, deployment) and not is_terminating(p)
     ]
     new = [p for p in pods if p["metadata"]["labels"].get(HASH_LABEL) == current]
     old = [p for p in pods if p["metadata"]["labels"].get(HASH_LABEL) != current]

@@ -7,8 +7,8 @@ from weft.local.controllers.pods import (
     Obj,
     is_terminating,
     new_pod,
+    orphans,
     owned_by,
-    owner_of,
     phase,
     random_suffix,
     request_delete,
@@ -19,18 +19,15 @@ from weft.local.store import ObjectStore, now_rfc3339
 def reconcile(store: ObjectStore, admit: Admit) -> None:
     """Start, retry or finish every Job; delete pods of Jobs that are gone."""
     jobs = store.list("Job")
-    names = {(j["metadata"]["namespace"], j["metadata"]["name"]) for j in jobs}
-    for pod in store.list("Pod"):
-        owner = owner_of(pod)
-        if owner and owner[0] == "Job" and (pod["metadata"]["namespace"], owner[1]) not in names:
-            request_delete(store, pod)
+    for pod in orphans(store, jobs, "Job"):
+        request_delete(store, pod)
     for job in jobs:
         _reconcile_one(store, job, admit)
 
 
 def _reconcile_one(store: ObjectStore, job: Obj, admit: Admit) -> None:
     meta = job["metadata"]
-    pods = [p for p in store.list("Pod", meta["namespace"]) if owned_by(p, "Job", meta["name"])]
+    pods = [p for p in store.list("Pod", meta["namespace"]) if owned_by(p, job)]
     succeeded = sum(1 for p in pods if phase(p) == "Succeeded")
     failed = sum(1 for p in pods if phase(p) == "Failed")
     active = sum(1 for p in pods if phase(p) in ("Pending", "Running") and not is_terminating(p))

@@ -28,10 +28,16 @@ def random_suffix(length: int = 5) -> str:
     return "".join(secrets.choice(_SUFFIX_ALPHABET) for _ in range(length))
 
 
-def owned_by(pod: Obj, kind: str, name: str) -> bool:
-    """Whether ``pod`` is controlled by the ``kind`` object called ``name``."""
+def owned_by(pod: Obj, owner: Obj) -> bool:
+    """Whether ``pod`` is controlled by ``owner`` (same kind, name and uid)."""
+    meta = owner["metadata"]
     for ref in pod["metadata"].get("ownerReferences") or []:
-        if ref.get("kind") == kind and ref.get("name") == name and ref.get("controller"):
+        if (
+            ref.get("controller")
+            and ref.get("kind") == owner["kind"]
+            and ref.get("name") == meta["name"]
+            and ref.get("uid") == meta["uid"]
+        ):
             return True
     return False
 
@@ -42,6 +48,17 @@ def owner_of(pod: Obj) -> tuple[str, str] | None:
         if ref.get("controller"):
             return str(ref["kind"]), str(ref["name"])
     return None
+
+
+def orphans(store: ObjectStore, owners: list[Obj], kind: str) -> list[Obj]:
+    """Pods controlled by a ``kind`` object that no longer exists (by uid)."""
+    uids = {o["metadata"]["uid"] for o in owners}
+    out = []
+    for pod in store.list("Pod"):
+        for ref in pod["metadata"].get("ownerReferences") or []:
+            if ref.get("controller") and ref.get("kind") == kind and ref.get("uid") not in uids:
+                out.append(pod)
+    return out
 
 
 def is_terminating(pod: Obj) -> bool:
