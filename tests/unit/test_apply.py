@@ -446,3 +446,17 @@ async def test_deleting_a_namespace_removes_what_is_inside_it(store: ObjectStore
     assert store.get("Service", "default", "web") is not None
     assert store.get("Deployment", "default", "web") is not None
     assert not any(is_terminating(p) for p in store.list("Pod", "default"))
+
+
+@pytest.mark.anyio
+async def test_a_bad_injection_annotation_rejects_the_whole_apply(store: ObjectStore) -> None:
+    annotated = deployment_doc().replace(
+        "      labels: {app: web}\n",
+        "      labels: {app: web}\n      annotations: {config.linkerd.io/proxy-uid: nobody}\n",
+    )
+    with pytest.raises(ManifestError) as caught:
+        run_apply(store, join(CONFIG_MAP, annotated))
+    message = str(caught.value)
+    assert "document 2 (Deployment web)" in message
+    assert "config.linkerd.io/proxy-uid" in message
+    assert snapshot(store) == []

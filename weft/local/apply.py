@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from weft.inject import InjectConfig, InjectError
+from weft.inject.annotations import inject_mode, resolve_settings
 from weft.local.controllers.pods import request_delete, template_hash
 from weft.local.store import CLUSTER_SCOPED, ObjectStore, key_of
 from weft.resources import KINDS, ManifestError, check_apply, describe, parse_manifest_text
@@ -83,9 +85,32 @@ class ServiceIPs:
             raise ManifestError(f"{describe(resource)}: spec.clusterIP: {ip} is already allocated")
 
 
+def _check_annotations(store: ObjectStore, resources: Sequence[Any]) -> None:
+    """Reject workloads whose injection annotations the injector could not use."""
+    applied_ns = {
+        r.metadata.name: r.metadata.annotations for r in resources if r.kind == "Namespace"
+    }
+    for resource in resources:
+        if resource.kind not in ("Deployment", "Job", "Pod"):
+            continue
+        namespace = resource.metadata.namespace or "default"
+        ns_annotations = applied_ns.get(namespace)
+        if ns_annotations is None:
+            stored = store.get("Namespace", "", namespace) or {"metadata": {}}
+            ns_annotations = stored["metadata"].get("annotations") or {}
+        meta = resource.metadata if resource.kind == "Pod" else resource.spec.template.metadata
+        annotations = meta.annotations
+        try:
+            resolve_settings(InjectConfig(), annotations, ns_annotations)
+            inject_mode(annotations, ns_annotations)
+        except InjectError as exc:
+            raise ManifestError(f"{describe(resource)}: {exc}") from exc
+
+
 def apply(store: ObjectStore, resources: Sequence[Any], service_ips: ServiceIPs) -> list[str]:
     """Create or update ``resources`` all together; returns kubectl-style result lines."""
     check_apply(resources, _existing(store))
+    _check_annotations(store, resources)
     used = {s["spec"]["clusterIP"] for s in store.list("Service") if s["spec"].get("clusterIP")}
     planned: list[tuple[Obj, str]] = []
     for resource in resources:
