@@ -16,13 +16,13 @@ import os
 import stat
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from weft.local import pod_network
 from weft.local.cluster_config import ClusterConfig
-from weft.local.container import ContainerSpec, ContainerSupervisor
+from weft.local.container import ContainerSpec, ContainerSupervisor, RestartPolicy
 from weft.local.controllers.endpoints import resolve_target_port
 from weft.local.pod_env import EnvError, Lookup, command_line, resolve_env
 from weft.local.probe import ProbeSpec, ProbeWorker
@@ -232,7 +232,7 @@ class PodWorker:
             cwd=Path(container["workingDir"]) if container.get("workingDir") else None,
             run_as_uid=uid,
             run_as_gid=gid,
-            restart_policy=policy,  # type: ignore[arg-type]
+            restart_policy=cast(RestartPolicy, policy),
         )
 
     def _start(self, container: Obj, policy: str) -> ContainerSupervisor:
@@ -274,38 +274,37 @@ class PodWorker:
             task.cancel()
 
     def _probe(self, container: Obj, probe: Obj) -> ProbeSpec:
-        timing = {
-            "initial_delay": float(probe.get("initialDelaySeconds", 0)),
-            "period": float(probe.get("periodSeconds", 10)),
-            "timeout": float(probe.get("timeoutSeconds", 1)),
-            "success_threshold": int(probe.get("successThreshold", 1)),
-            "failure_threshold": int(probe.get("failureThreshold", 3)),
-        }
         if "httpGet" in probe:
             http = probe["httpGet"]
-            port = resolve_target_port({"spec": {"containers": [container]}}, http["port"])
-            return ProbeSpec(
+            spec = ProbeSpec(
                 kind="http",
                 host=http.get("host") or self.ip,
-                port=int(port or 0),
+                port=self._probe_port(container, http["port"]),
                 path=http.get("path", "/"),
                 scheme=http.get("scheme", "HTTP"),
                 headers=tuple((h["name"], h["value"]) for h in http.get("httpHeaders") or []),
-                **timing,  # type: ignore[arg-type]
             )
-        if "tcpSocket" in probe:
-            port = resolve_target_port(
-                {"spec": {"containers": [container]}}, probe["tcpSocket"]["port"]
-            )
-            return ProbeSpec(kind="tcp", host=self.ip, port=int(port or 0), **timing)  # type: ignore[arg-type]
-        return ProbeSpec(
-            kind="exec",
-            host=self.ip,
-            port=0,
-            argv=tuple(probe["exec"]["command"]),
-            netns=self.netns,
-            **timing,  # type: ignore[arg-type]
+        elif "tcpSocket" in probe:
+            port = self._probe_port(container, probe["tcpSocket"]["port"])
+            spec = ProbeSpec(kind="tcp", host=self.ip, port=port)
+        else:
+            argv = tuple(probe["exec"]["command"])
+            spec = ProbeSpec(kind="exec", host=self.ip, port=0, argv=argv, netns=self.netns)
+        return replace(
+            spec,
+            initial_delay=float(probe.get("initialDelaySeconds", 0)),
+            period=float(probe.get("periodSeconds", 10)),
+            timeout=float(probe.get("timeoutSeconds", 1)),
+            success_threshold=int(probe.get("successThreshold", 1)),
+            failure_threshold=int(probe.get("failureThreshold", 3)),
         )
+
+    @staticmethod
+    def _probe_port(container: Obj, port: int | str) -> int:
+        number = resolve_target_port({"spec": {"containers": [container]}}, port)
+        if number is None:
+            raise EnvError(f"container {container['name']}: probe port {port!r} is not declared")
+        return number
 
     def _on_ready(self, _healthy: bool) -> None:
         self.publish()
