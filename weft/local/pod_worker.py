@@ -113,6 +113,7 @@ class PodWorker:
         self.log_dir = node.cluster.state / "logs" / self.namespace / self.name
         self.supervisors: dict[str, ContainerSupervisor] = {}
         self.readiness: dict[str, ProbeWorker] = {}
+        self.started: dict[str, asyncio.Event] = {}
         self.sidecars: list[str] = []
         self.main: list[str] = []
         self.phase = "Pending"
@@ -128,7 +129,13 @@ class PodWorker:
         st = sup.state
         probe = self.readiness.get(name)
         running = st.kind == "running"
-        ready = running and (probe.healthy is True if probe is not None else True)
+        started = self.started.get(name)
+        ready = (
+            running
+            and started is not None
+            and started.is_set()
+            and (probe.healthy is True if probe is not None else True)
+        )
         state: Obj
         if st.kind == "running":
             state = {"running": {"startedAt": _ts(st.started_at)}}
@@ -235,43 +242,53 @@ class PodWorker:
             restart_policy=cast(RestartPolicy, policy),
         )
 
-    def _start(self, container: Obj, policy: str) -> ContainerSupervisor:
+    def _start(self, container: Obj, policy: str) -> asyncio.Event:
+        """Start a container and its probes; the event is set once it has started."""
         spec = self._spec_for(container, policy)
         sup = ContainerSupervisor(
             spec, backoff_initial=self.node.backoff_initial, on_change=self.publish
         )
         self.supervisors[spec.name] = sup
         self._spawn(sup.run())
+        started = self.started[spec.name] = asyncio.Event()
+        self._spawn(self._probe_container(container, sup, started))
+        return started
+
+    async def _probe_container(
+        self, container: Obj, sup: ContainerSupervisor, started: asyncio.Event
+    ) -> None:
+        """Kubernetes' order: readiness and liveness probes begin once the startup probe passed."""
+        startup = container.get("startupProbe")
+        if startup:
+            passed = asyncio.Event()
+            probe = self._probe(container, {**startup, "failureThreshold": 1_000_000})
+            worker = ProbeWorker(probe, on_change=lambda ok: passed.set() if ok else None)
+            task = self._spawn(worker.run())
+            try:
+                await passed.wait()
+            finally:
+                task.cancel()
+        started.set()
+        self.publish()
         readiness = container.get("readinessProbe")
         if readiness:
-            worker = ProbeWorker(self._probe(container, readiness), on_change=self._on_ready)
-            self.readiness[spec.name] = worker
-            self._spawn(worker.run())
+            ready = ProbeWorker(self._probe(container, readiness), on_change=self._on_ready)
+            self.readiness[sup.spec.name] = ready
+            self._spawn(ready.run())
         liveness = container.get("livenessProbe")
         if liveness:
             self._spawn(self._watch_liveness(sup, self._probe(container, liveness)))
-        return sup
 
     async def _run_init(self, container: Obj, policy: str) -> bool:
-        sup = self._start(container, "OnFailure" if policy != "Never" else "Never")
+        self._start(container, "OnFailure" if policy != "Never" else "Never")
+        sup = self.supervisors[container["name"]]
         await sup.done.wait()
         return sup.state.exit_code == 0
 
     async def _start_sidecar(self, container: Obj) -> None:
-        """Start a native sidecar and wait until it has started (its startup/readiness probe)."""
-        self._start(container, "Always")
+        """Start a native sidecar; the next container waits until its startup probe passes."""
         self.sidecars.append(container["name"])
-        gate = container.get("startupProbe") or container.get("readinessProbe")
-        if gate is None:
-            return
-        probe = self._probe(container, {**gate, "failureThreshold": 1_000_000})
-        started = asyncio.Event()
-        worker = ProbeWorker(probe, on_change=lambda ok: started.set() if ok else None)
-        task = self._spawn(worker.run())
-        try:
-            await started.wait()
-        finally:
-            task.cancel()
+        await self._start(container, "Always").wait()
 
     def _probe(self, container: Obj, probe: Obj) -> ProbeSpec:
         if "httpGet" in probe:
