@@ -7,7 +7,7 @@ import functools
 import json
 import os
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -312,8 +312,3 @@ def agent(state_dir: Path, backoff: float) -> None:
     from weft.local.agent import main
 
     sys.exit(main(state_dir, backoff))
-
-
-def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro`` to completion (for tests and scripts)."""
-    return asyncio.run(coro)

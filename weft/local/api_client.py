@@ -86,11 +86,6 @@ class ApiClient:
             data: JSON = await response.json()
             return data
 
-    async def get_text(self, path: str, **params: str) -> bytes:
-        """GET ``path`` as bytes."""
-        async with await self._request("GET", path, params=params) as response:
-            return await response.read()
-
     async def stream(self, path: str, **params: str) -> AsyncIterator[bytes]:
         """GET ``path`` and yield the body as it arrives."""
         async with await self._request("GET", path, params=params) as response:

@@ -10,7 +10,6 @@ import asyncio
 import json
 import logging
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
@@ -22,7 +21,6 @@ from weft.local.tokens import Claims, mint, verify
 from weft.resources import ManifestError
 
 log = logging.getLogger("weft.local.api")
-JSON = dict[str, Any]
 
 
 def _error(status: int, message: str) -> web.Response:

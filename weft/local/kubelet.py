@@ -31,15 +31,17 @@ class Kubelet:
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.stopping: dict[str, asyncio.Task[None]] = {}
         net = ipaddress.IPv4Network(node.cluster.pod_cidr)
-        self._pool = [str(a) for a in list(net.hosts())[1:]]  # .1 is the gateway
+        self._first = int(net.network_address) + 2  # .1 is the gateway
+        self._size = net.num_addresses - 3  # nor the network and broadcast addresses
         self._cursor = 0
 
     def _allocate_ip(self, pods: list[Obj]) -> str:
+        """The next free pod address after the last one handed out (addresses rotate)."""
         used = {p.get("status", {}).get("podIP") for p in pods}
         used |= {w.ip for w in self.workers.values()}
-        for _ in range(len(self._pool)):
-            ip = self._pool[self._cursor]
-            self._cursor = (self._cursor + 1) % len(self._pool)
+        for _ in range(self._size):
+            ip = str(ipaddress.IPv4Address(self._first + self._cursor))
+            self._cursor = (self._cursor + 1) % self._size
             if ip not in used:
                 return ip
         raise RuntimeError(f"pod CIDR {self.node.cluster.pod_cidr} is exhausted")

@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from weft.local import netns as ns
 from weft.local import pod_network
@@ -152,8 +151,3 @@ def down(cfg: ClusterConfig, *, grace: float = 30.0) -> list[str]:
         if cfg.state.exists():
             errors.append(f"could not remove {cfg.state}")
     return errors
-
-
-def state_exists(state_dir: Path) -> bool:
-    """Whether a cluster was ever brought up with this state directory."""
-    return (state_dir / "cluster.json").exists()
