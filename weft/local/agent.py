@@ -18,7 +18,6 @@ from typing import Any
 
 from weft.inject import InjectConfig, InjectError, decide, inject_pod_template
 from weft.local import netns as ns
-from weft.local import pod_network
 from weft.local.api_server import ApiServer
 from weft.local.cluster_config import ClusterConfig
 from weft.local.controllers import deployments, endpoints, jobs
@@ -114,7 +113,7 @@ class Agent:
         """Forget pods of an earlier agent: their namespaces are gone or about to be."""
         for netns in ns.list_netns():
             if netns.startswith(f"{self.cfg.name}-p-"):
-                pod_network.delete_netns(netns)
+                ns.delete_netns(netns)
         with self.store.transaction():
             for pod in self.store.list("Pod"):
                 if owner_of(pod) is not None or pod["metadata"].get("deletionTimestamp"):

@@ -90,9 +90,9 @@ def container_env(env: Mapping[str, str]) -> dict[str, str]:
 
 def in_netns(netns: str | None, argv: Sequence[str]) -> list[str]:
     """``argv`` run inside ``netns`` (unchanged for ``None``), ``ip`` found on the daemon's PATH."""
-    if netns is None:
-        return list(argv)
     wrapped = exec_argv(netns, argv)
+    if netns is None:
+        return wrapped
     wrapped[0] = shutil.which(wrapped[0]) or wrapped[0]
     return wrapped
 

@@ -135,7 +135,7 @@ def remove_network(cfg: ClusterConfig) -> list[str]:
     pods = [n for n in cluster_namespaces(cfg) if n != cfg.node_netns]
     for netns in [*pods, cfg.node_netns]:
         try:
-            pod_network.delete_netns(netns)
+            ns.delete_netns(netns)
         except (ns.NetnsError, OSError) as exc:
             errors.append(str(exc))
     return errors

@@ -47,8 +47,10 @@ def check_ifname(name: str) -> str:
     return name
 
 
-def exec_argv(netns: str, argv: Sequence[str]) -> list[str]:
-    """The argv that runs ``argv`` inside ``netns`` with ``ip netns exec``."""
+def exec_argv(netns: str | None, argv: Sequence[str]) -> list[str]:
+    """The argv that runs ``argv`` inside ``netns`` with ``ip netns exec`` (None: as it is)."""
+    if netns is None:
+        return list(argv)
     return [IP, "netns", "exec", check_netns_name(netns), *argv]
 
 
@@ -101,6 +103,44 @@ def netns_pids(netns: str) -> list[int]:
     """PIDs of the processes currently inside ``netns``."""
     out = run([IP, "netns", "pids", check_netns_name(netns)], check=False).stdout
     return [int(p) for p in out.split() if p.isdigit()]
+
+
+def iptables_save(netns: str | None, *args: str) -> str:
+    """``iptables-save [args]`` inside ``netns`` (None: the current namespace)."""
+    return run(exec_argv(netns, ["iptables-save", *args])).stdout
+
+
+def iptables_restore(netns: str | None, rules: str) -> None:
+    """Load ``rules`` with ``iptables-restore --noflush`` inside ``netns``."""
+    run(exec_argv(netns, ["iptables-restore", "--noflush", "--wait"]), stdin=rules)
+
+
+def kill_all(netns: str, timeout: float = 5.0) -> list[int]:
+    """SIGKILL every process inside ``netns``; returns the pids still there after ``timeout``."""
+    if not netns_exists(netns):
+        return []
+    me = os.getpid()
+    deadline = time.monotonic() + timeout
+    while True:
+        pids = [pid for pid in netns_pids(netns) if pid != me]
+        if not pids or time.monotonic() >= deadline:
+            return pids
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.02)  # polling interval of a bounded wait
+
+
+def delete_netns(netns: str) -> None:
+    """Kill what runs in ``netns`` and delete it (its links go with it) and its /etc files."""
+    leftover = kill_all(netns)
+    if leftover:
+        raise NetnsError(f"processes {leftover} still run in {netns}")
+    if netns_exists(netns):
+        proc = run([IP, "netns", "del", netns], check=False)
+        if proc.returncode != 0 and netns_exists(netns):
+            raise NetnsError(f"ip netns del {netns}: {proc.stderr.strip()}")
+    shutil.rmtree(NETNS_ETC_DIR / netns, ignore_errors=True)
 
 
 class Topology:
@@ -244,17 +284,7 @@ class Topology:
 
         Waits up to ``timeout`` seconds for the processes to leave the namespace.
         """
-        if not netns_exists(netns):
-            return
-        pids = [pid for pid in netns_pids(netns) if pid != os.getpid()]
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + timeout
-        while pids and time.monotonic() < deadline:
-            pids = [pid for pid in netns_pids(netns) if pid != os.getpid()]
-            if pids:
-                time.sleep(0.02)  # polling interval of a bounded wait
+        pids = kill_all(netns, timeout)
         if pids:
             raise NetnsError(f"processes {pids} still run in {netns}")
 

@@ -8,12 +8,7 @@ hairpin masquerade apply — no br_netfilter needed. ``/etc/netns/<pod>/resolv.c
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
-import os
-import shutil
-import signal
-import time
 from pathlib import Path
 
 from weft.local import netns as ns
@@ -106,34 +101,6 @@ def write_etc(cfg: ClusterConfig, netns: str, ip: str, hostname: str, namespace:
     )
 
 
-def kill_all(netns: str, timeout: float = 5.0) -> list[int]:
-    """SIGKILL every process inside ``netns``; returns the pids still there after ``timeout``."""
-    if not ns.netns_exists(netns):
-        return []
-    me = os.getpid()
-    deadline = time.monotonic() + timeout
-    while True:
-        pids = [p for p in ns.netns_pids(netns) if p != me]
-        if not pids or time.monotonic() >= deadline:
-            return pids
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.02)  # polling interval of a bounded wait
-
-
-def delete_netns(netns: str) -> None:
-    """Kill what runs in ``netns``, delete it (its links go with it) and its /etc files."""
-    leftover = kill_all(netns)
-    if leftover:
-        raise ns.NetnsError(f"processes {leftover} still run in {netns}")
-    if ns.netns_exists(netns):
-        proc = ns.run([ns.IP, "netns", "del", netns], check=False)
-        if proc.returncode != 0 and ns.netns_exists(netns):
-            raise ns.NetnsError(f"ip netns del {netns}: {proc.stderr.strip()}")
-    shutil.rmtree(ns.NETNS_ETC_DIR / netns, ignore_errors=True)
-
-
 def delete_pod(cfg: ClusterConfig, pod_uid: str) -> None:
     """Remove the pod's namespace (and with it the veth pair)."""
-    delete_netns(cfg.pod_netns(pod_uid))
+    ns.delete_netns(cfg.pod_netns(pod_uid))

@@ -213,35 +213,22 @@ def render_removal(saved_nat: str) -> str:
     return "*nat\n" + "\n".join(body) + "\nCOMMIT\n"
 
 
-def _argv(netns: str | None, argv: Sequence[str]) -> list[str]:
-    """``argv`` run inside ``netns``, or in the current namespace when it is ``None``."""
-    return list(argv) if netns is None else netns_mod.exec_argv(netns, argv)
-
-
-def _save_nat(netns: str | None) -> str:
-    return netns_mod.run(_argv(netns, ["iptables-save", "-t", "nat"])).stdout
-
-
-def _restore(netns: str | None, rules: str) -> None:
-    netns_mod.run(_argv(netns, ["iptables-restore", "--noflush", "--wait"]), stdin=rules)
-
-
 def remove(netns: str | None) -> bool:
     """Delete our chains and the jumps to them in ``netns`` (``None``: the current namespace).
 
     Returns whether anything was there.
     """
-    removal = render_removal(_save_nat(netns))
+    removal = render_removal(netns_mod.iptables_save(netns, "-t", "nat"))
     if not removal:
         return False
-    _restore(netns, removal)
+    netns_mod.iptables_restore(netns, removal)
     return True
 
 
 def apply(netns: str | None, rules: str) -> None:
     """Load ``rules`` into ``netns`` (``None``: the current one), replacing an earlier copy."""
     remove(netns)
-    _restore(netns, rules)
+    netns_mod.iptables_restore(netns, rules)
 
 
 def install(netns: str | None, config: ProxyInitConfig, timestamp: int | None = None) -> str:

@@ -282,36 +282,24 @@ def render_removal(saved: str) -> str:
     return "\n".join(sections) + "\n" if sections else ""
 
 
-def _argv(netns: str | None, argv: Sequence[str]) -> list[str]:
-    return netns_mod.exec_argv(netns, argv) if netns else list(argv)
-
-
-def _save(netns: str | None) -> str:
-    return netns_mod.run(_argv(netns, ["iptables-save"])).stdout
-
-
-def _restore(netns: str | None, rules: str) -> None:
-    netns_mod.run(_argv(netns, ["iptables-restore", "--noflush", "--wait"]), stdin=rules)
-
-
 def list_weft_chains(netns: str | None = None) -> dict[str, set[str]]:
     """The ``WEFT-`` chains per table in ``netns`` (``None``: the current namespace)."""
-    return weft_chains(_save(netns))
+    return weft_chains(netns_mod.iptables_save(netns))
 
 
 def apply(rules: Sequence[ServicePortRule], netns: str | None = None) -> None:
     """Replace the service rules in ``netns`` with ``rules`` and make sure the jumps exist."""
-    saved = _save(netns)
-    _restore(netns, render(rules, existing_chains=weft_chains(saved)["nat"]))
+    saved = netns_mod.iptables_save(netns)
+    netns_mod.iptables_restore(netns, render(rules, existing_chains=weft_chains(saved)["nat"]))
     jumps = render_jumps(saved)
     if jumps:
-        _restore(netns, jumps)
+        netns_mod.iptables_restore(netns, jumps)
 
 
 def remove(netns: str | None = None) -> bool:
     """Delete every ``WEFT-`` chain and jump in ``netns``; returns whether anything was there."""
-    removal = render_removal(_save(netns))
+    removal = render_removal(netns_mod.iptables_save(netns))
     if not removal:
         return False
-    _restore(netns, removal)
+    netns_mod.iptables_restore(netns, removal)
     return True
