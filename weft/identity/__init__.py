@@ -1,0 +1,1 @@
+"""Certificate logic for weft's identity service: names, issuing, trust files and checks."""
