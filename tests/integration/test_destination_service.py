@@ -1,0 +1,366 @@
+"""The destination service on a real gRPC server, fed by an in-memory platform.
+
+The platform here is a test double: it holds a dict of objects and pushes WatchEvents to its
+watchers. The real platforms are exercised by the local-runtime e2e tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import pytest
+
+from tests.loopback import free_port
+from weft.api import destination_pb2 as pb
+from weft.api import destination_pb2_grpc
+from weft.controller.destination.addresses import MeshSettings
+from weft.controller.destination.convert import tcp_address_to_str
+from weft.controller.destination.service import DestinationService, serve
+from weft.platform import EventType, PlatformError, TokenReview, WatchEvent
+
+Obj = dict[str, Any]
+ObjKey = tuple[str, str, str]
+
+TIMEOUT = 5.0
+NS = "emojivoto"
+WEB = "web.emojivoto.svc.cluster.local:80"
+WEB_IP = "10.96.0.30"
+WEB_ID = "web.emojivoto.serviceaccount.identity.weft.cluster.local"
+
+
+class MemoryPlatform:
+    """An in-memory :class:`weft.platform.Platform` whose objects the test edits."""
+
+    def __init__(self) -> None:
+        self.objects: dict[ObjKey, Obj] = {}
+        self.watchers: dict[str, list[asyncio.Queue[WatchEvent | PlatformError]]] = {}
+        self.lists: Counter[str] = Counter()
+        # Lists (and so watches) wait for this; clear it to hold the platform back.
+        self.open = asyncio.Event()
+        self.open.set()
+
+    @staticmethod
+    def key(obj: Obj) -> ObjKey:
+        meta = obj["metadata"]
+        return str(obj["kind"]), str(meta["namespace"]), str(meta["name"])
+
+    async def list(self, kind: str, namespace: str | None = None) -> list[Obj]:
+        """The current objects of ``kind``."""
+        await self.open.wait()
+        self.lists[kind] += 1
+        return [
+            copy.deepcopy(obj)
+            for (k, ns, _), obj in sorted(self.objects.items())
+            if k == kind and namespace in (None, ns)
+        ]
+
+    async def watch(self, kind: str, namespace: str | None = None) -> AsyncIterator[WatchEvent]:
+        """ADDED for the current objects, then what :meth:`put` and :meth:`delete` push."""
+        queue: asyncio.Queue[WatchEvent | PlatformError] = asyncio.Queue()
+        self.watchers.setdefault(kind, []).append(queue)
+        try:
+            for obj in await self.list(kind, namespace):
+                yield WatchEvent("ADDED", obj)
+            while True:
+                item = await queue.get()
+                if isinstance(item, PlatformError):
+                    raise item
+                if namespace in (None, item.object["metadata"]["namespace"]):
+                    yield item
+        finally:
+            self.watchers[kind].remove(queue)
+
+    async def mint_token(self, namespace: str, service_account: str, pod: str) -> str:
+        """Not used by the destination service."""
+        raise PlatformError("no tokens here")
+
+    async def verify_token(self, token: str) -> TokenReview:
+        """Not used by the destination service."""
+        return TokenReview(False, reason="no tokens here")
+
+    def _push(self, kind: str, event: WatchEvent | PlatformError) -> None:
+        for queue in self.watchers.get(kind, []):
+            queue.put_nowait(event)
+
+    def put(self, obj: Obj, *, notify: bool = True) -> None:
+        """Create or replace ``obj`` (silently when ``notify`` is False)."""
+        key = self.key(obj)
+        change: EventType = "MODIFIED" if key in self.objects else "ADDED"
+        self.objects[key] = copy.deepcopy(obj)
+        if notify:
+            self._push(key[0], WatchEvent(change, copy.deepcopy(obj)))
+
+    def delete(self, kind: str, namespace: str, name: str, *, notify: bool = True) -> None:
+        """Remove an object (silently when ``notify`` is False)."""
+        obj = self.objects.pop((kind, namespace, name))
+        if notify:
+            self._push(kind, WatchEvent("DELETED", obj))
+
+    def break_watches(self, kind: str) -> None:
+        """Make the open watches of ``kind`` fail."""
+        self._push(kind, PlatformError("watch broken"))
+
+
+# -- objects ------------------------------------------------------------------------------
+
+
+def web_pod(name: str, ip: str) -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": NS,
+            "labels": {"app": "web", "pod-template-hash": "abc123"},
+            "ownerReferences": [
+                {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "controller": True}
+            ],
+        },
+        "spec": {
+            "serviceAccountName": "web",
+            "initContainers": [
+                {"name": "linkerd-init"},
+                {"name": "linkerd-proxy", "restartPolicy": "Always", "env": []},
+            ],
+            "containers": [{"name": "web-svc"}],
+        },
+        "status": {"phase": "Running", "podIP": ip},
+    }
+
+
+def web_service() -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "web", "namespace": NS},
+        "spec": {
+            "clusterIP": WEB_IP,
+            "selector": {"app": "web"},
+            "ports": [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}],
+        },
+    }
+
+
+def web_endpoints(*pods: tuple[str, str]) -> Obj:
+    subset: Obj = {"ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]}
+    if pods:
+        subset["addresses"] = [
+            {"ip": ip, "targetRef": {"kind": "Pod", "name": name, "namespace": NS}}
+            for name, ip in pods
+        ]
+    return {
+        "apiVersion": "v1",
+        "kind": "Endpoints",
+        "metadata": {"name": "web", "namespace": NS},
+        "subsets": [subset],
+    }
+
+
+WEB_1 = ("web-1", "10.1.0.5")
+WEB_2 = ("web-2", "10.1.0.6")
+WEB_3 = ("web-3", "10.1.0.7")
+
+
+def emojivoto() -> MemoryPlatform:
+    platform = MemoryPlatform()
+    platform.put(web_service())
+    for name, ip in (WEB_1, WEB_2):
+        platform.put(web_pod(name, ip))
+    platform.put(web_endpoints(WEB_1, WEB_2))
+    return platform
+
+
+# -- reading updates ----------------------------------------------------------------------
+
+
+def address_summary(addr: pb.WeightedAddr) -> tuple[str, int, dict[str, str], str, bool]:
+    ip, port = tcp_address_to_str(addr.addr)
+    identity = addr.tls_identity.dns_like_identity.name
+    return ip, port, dict(addr.metric_labels), identity, addr.protocol_hint.HasField("h2")
+
+
+def summary(update: pb.Update) -> tuple[Any, ...]:
+    """An update as plain data: ``("add", addrs, labels)``, ``("remove", addrs)`` ..."""
+    which = update.WhichOneof("update")
+    if which == "add":
+        addrs = [address_summary(a) for a in update.add.addrs]
+        return "add", addrs, dict(update.add.metric_labels)
+    if which == "remove":
+        return "remove", [tcp_address_to_str(a) for a in update.remove.addrs]
+    return "no_endpoints", update.no_endpoints.exists
+
+
+def added(pod: tuple[str, str]) -> tuple[str, int, dict[str, str], str, bool]:
+    name, ip = pod
+    labels = {
+        "control_plane_ns": "weft",
+        "deployment": "web",
+        "pod": name,
+        "pod_template_hash": "abc123",
+        "serviceaccount": "web",
+    }
+    return ip, 8080, labels, WEB_ID, True
+
+
+SET_LABELS = {"namespace": NS, "service": "web"}
+
+
+async def next_update(call: Any) -> tuple[Any, ...]:
+    async with asyncio.timeout(TIMEOUT):
+        message = await call.read()
+    assert isinstance(message, pb.Update), f"stream ended: {message!r}"
+    return summary(message)
+
+
+async def eventually(check: Callable[[], object], what: str) -> None:
+    """Wait until ``check()`` is truthy, failing after :data:`TIMEOUT`."""
+    try:
+        async with asyncio.timeout(TIMEOUT):
+            while not check():
+                await asyncio.sleep(0.01)
+    except TimeoutError:
+        pytest.fail(f"timed out waiting for {what}")
+
+
+@dataclass
+class Running:
+    platform: MemoryPlatform
+    service: DestinationService
+    stub: Any
+
+
+@asynccontextmanager
+async def running(platform: MemoryPlatform) -> AsyncIterator[Running]:
+    """The service over ``platform`` on a gRPC server on 127.0.0.1, and a client stub."""
+    service = DestinationService(platform, MeshSettings())
+    await service.start()
+    server = grpc.aio.server()
+    service.add_to_server(server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    stub = destination_pb2_grpc.DestinationStub(channel)  # type: ignore[no-untyped-call]
+    try:
+        yield Running(platform, service, stub)
+    finally:
+        await channel.close()
+        await server.stop(None)
+        await service.stop()
+
+
+# -- tests --------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_get_streams_endpoint_changes() -> None:
+    async with running(emojivoto()) as r:
+        call = r.stub.Get(pb.GetDestination(scheme="k8s", path=WEB))
+        assert await next_update(call) == ("add", [added(WEB_1), added(WEB_2)], SET_LABELS)
+
+        r.platform.put(web_endpoints(WEB_2))
+        assert await next_update(call) == ("remove", [("10.1.0.5", 8080)])
+
+        r.platform.delete("Pod", NS, "web-1")
+        r.platform.put(web_pod(*WEB_3))
+        await eventually(lambda: (NS, "web-3") in r.service.state.pods, "pod web-3")
+        r.platform.put(web_endpoints(WEB_2, WEB_3))
+        assert await next_update(call) == ("add", [added(WEB_3)], SET_LABELS)
+
+        r.platform.put(web_endpoints())
+        assert await next_update(call) == ("remove", [("10.1.0.6", 8080), ("10.1.0.7", 8080)])
+        assert await next_update(call) == ("no_endpoints", True)
+
+        # Nothing else was queued: the next update is the one this change causes.
+        r.platform.put(web_endpoints(WEB_2))
+        assert await next_update(call) == ("add", [added(WEB_2)], SET_LABELS)
+        call.cancel()
+
+
+@pytest.mark.anyio
+async def test_unknown_names_do_not_exist() -> None:
+    async with running(emojivoto()) as r:
+        for path in ("nope.emojivoto.svc.cluster.local:80", "example.com:443", "not a path"):
+            call = r.stub.Get(pb.GetDestination(path=path))
+            assert await next_update(call) == ("no_endpoints", False)
+            call.cancel()
+
+
+@pytest.mark.anyio
+async def test_cluster_ip_gets_the_same_addresses_as_the_name() -> None:
+    async with running(emojivoto()) as r:
+        by_name = r.stub.Get(pb.GetDestination(path=WEB))
+        by_ip = r.stub.Get(pb.GetDestination(path=f"{WEB_IP}:80"))
+        first = await next_update(by_name)
+        assert await next_update(by_ip) == first
+        assert first == ("add", [added(WEB_1), added(WEB_2)], SET_LABELS)
+        by_name.cancel()
+        by_ip.cancel()
+
+
+@pytest.mark.anyio
+async def test_first_answer_waits_for_the_initial_state() -> None:
+    platform = emojivoto()
+    platform.open.clear()
+    async with running(platform) as r:
+        call = r.stub.Get(pb.GetDestination(path=WEB))
+        first = asyncio.create_task(next_update(call))
+        await eventually(lambda: r.service.open_streams == 1, "the Get stream")
+        assert not r.service.ready.is_set()
+        assert not first.done()
+        platform.open.set()
+        assert await first == ("add", [added(WEB_1), added(WEB_2)], SET_LABELS)
+        call.cancel()
+
+
+@pytest.mark.anyio
+async def test_broken_watch_is_reestablished_from_a_fresh_list() -> None:
+    async with running(emojivoto()) as r:
+        call = r.stub.Get(pb.GetDestination(path=WEB))
+        assert (await next_update(call))[0] == "add"
+        lists = r.platform.lists["Endpoints"]
+        r.platform.break_watches("Endpoints")
+        # A deletion the service misses while its watch is down; the fresh list shows it.
+        r.platform.delete("Endpoints", NS, "web", notify=False)
+        assert await next_update(call) == ("remove", [("10.1.0.5", 8080), ("10.1.0.6", 8080)])
+        assert await next_update(call) == ("no_endpoints", True)
+        assert r.platform.lists["Endpoints"] > lists
+        r.platform.put(web_endpoints(WEB_1, WEB_2))
+        assert await next_update(call) == ("add", [added(WEB_1), added(WEB_2)], SET_LABELS)
+        call.cancel()
+
+
+@pytest.mark.anyio
+async def test_get_profile_is_a_default_profile_for_now() -> None:
+    async with running(emojivoto()) as r:
+        for path in (WEB, f"{WEB_IP}:80", "example.com:80"):
+            call = r.stub.GetProfile(pb.GetDestination(path=path))
+            async with asyncio.timeout(TIMEOUT):
+                profile = await call.read()
+            assert isinstance(profile, pb.DestinationProfile)
+            fqn = "" if path.startswith("example") else "web.emojivoto.svc.cluster.local"
+            assert profile == pb.DestinationProfile(fully_qualified_name=fqn)
+            call.cancel()
+
+
+@pytest.mark.anyio
+async def test_serve_runs_until_the_server_stops() -> None:
+    platform = emojivoto()
+    port = free_port()
+    server = await serve(platform, MeshSettings(), ("127.0.0.1", port), None)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = destination_pb2_grpc.DestinationStub(channel)  # type: ignore[no-untyped-call]
+            call = stub.Get(pb.GetDestination(path=WEB))
+            assert (await next_update(call))[0] == "add"
+            call.cancel()
+    finally:
+        await server.stop(None)
+    # The service stops with the server: its watches are closed.
+    await eventually(lambda: not any(platform.watchers.values()), "the watches to close")
