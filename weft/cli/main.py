@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from weft.cli.cluster import cluster
+from weft.cli.controller import controller
 from weft.cli.proxy import proxy
 from weft.cli.proxy_init import proxy_init
 
@@ -18,3 +19,4 @@ def cli() -> None:
 cli.add_command(proxy)
 cli.add_command(cluster)
 cli.add_command(proxy_init)
+cli.add_command(controller)

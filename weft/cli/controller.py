@@ -1,0 +1,229 @@
+"""``weft controller``: run a control-plane component (identity, destination)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import click
+
+from weft.platform import Platform
+
+SA_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+
+_common = [
+    click.option(
+        "--platform",
+        "platform_spec",
+        default="local:/var/lib/weft/weft/api.sock",
+        show_default=True,
+        help="Where the cluster lives: local:<node agent API socket>.",
+    ),
+    click.option("--control-namespace", default="weft", show_default=True),
+    click.option("--trust-domain", default="cluster.local", show_default=True),
+    click.option("--admin-addr", default="0.0.0.0:9990", show_default=True),
+    click.option("--log-level", default="info", show_default=True),
+]
+
+
+def common_options(f: Callable[..., None]) -> Callable[..., None]:
+    """Options every component takes."""
+    for option in reversed(_common):
+        f = option(f)
+    return f
+
+
+def open_platform(spec: str) -> Platform:
+    """The platform named by ``--platform``; exits with one line if it is unknown."""
+    kind, _, arg = spec.partition(":")
+    if kind == "local" and arg:
+        from weft.local.platform import LocalPlatform
+
+        return LocalPlatform(Path(arg))
+    raise click.BadParameter(
+        f"{spec!r}: expected local:<path to the node agent's api.sock>", param_hint="--platform"
+    )
+
+
+def _duration(name: str, text: str) -> timedelta:
+    from weft.proxy.config import ConfigError, parse_duration
+
+    try:
+        return timedelta(seconds=parse_duration(name, text))
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint=name) from exc
+
+
+def _addr(name: str, text: str) -> tuple[str, int]:
+    from weft.proxy.config import ConfigError, parse_addr
+
+    try:
+        return parse_addr(name, text)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint=name) from exc
+
+
+def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]], what: str) -> None:
+    """Run ``main(stop)`` on uvloop until SIGTERM/SIGINT sets ``stop``; one line on failure."""
+    import uvloop
+
+    from weft.identity.certs import CertError
+    from weft.platform import PlatformError
+
+    async def wrapper() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await main(stop)
+
+    try:
+        uvloop.run(wrapper())
+    except (CertError, PlatformError, OSError, RuntimeError) as exc:
+        click.echo(f"weft controller {what}: {exc}", err=True)
+        sys.exit(1)
+
+
+@click.group()
+def controller() -> None:
+    """Run a control-plane component (normally as a pod that `weft cluster` or `weft install`
+    deploys)."""
+
+
+@controller.command()
+@common_options
+@click.option("--addr", default="0.0.0.0:8080", show_default=True, help="gRPC listen address.")
+@click.option(
+    "--identity-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Keep generated trust material here (created if empty); the issuer renews itself.",
+)
+@click.option("--identity-trust-anchors-file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--identity-issuer-certificate-file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--identity-issuer-key-file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--issuance-lifetime", default="24h", show_default=True)
+@click.option("--clock-skew-allowance", default="20s", show_default=True)
+@click.option("--issuer-lifetime", default="8760h", show_default=True, help="Generated issuers.")
+@click.option("--service-account", default="weft-identity", show_default=True)
+def identity(
+    platform_spec: str,
+    control_namespace: str,
+    trust_domain: str,
+    admin_addr: str,
+    log_level: str,
+    addr: str,
+    identity_dir: Path | None,
+    identity_trust_anchors_file: str | None,
+    identity_issuer_certificate_file: str | None,
+    identity_issuer_key_file: str | None,
+    issuance_lifetime: str,
+    clock_skew_allowance: str,
+    issuer_lifetime: str,
+    service_account: str,
+) -> None:
+    """The identity service: signs proxy certificates (Identity/Certify)."""
+    from weft.controller.identity.authority import Authority, AuthorityConfig
+    from weft.identity.trust import TrustFiles
+
+    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    config = AuthorityConfig(
+        control_namespace=control_namespace,
+        trust_domain=trust_domain,
+        leaf_lifetime=_duration("--issuance-lifetime", issuance_lifetime),
+        clock_skew=_duration("--clock-skew-allowance", clock_skew_allowance),
+        issuer_lifetime=_duration("--issuer-lifetime", issuer_lifetime),
+    )
+    files = (
+        identity_trust_anchors_file,
+        identity_issuer_certificate_file,
+        identity_issuer_key_file,
+    )
+    if any(files) and not all(files):
+        raise click.UsageError(
+            "give all three of --identity-trust-anchors-file, --identity-issuer-certificate-file "
+            "and --identity-issuer-key-file, or none"
+        )
+    if all(files) == (identity_dir is not None):
+        raise click.UsageError("give either --identity-dir or the three --identity-*-file options")
+    listen = _addr("--addr", addr)
+    admin = _addr("--admin-addr", admin_addr)
+    platform = open_platform(platform_spec)
+
+    def authority() -> Authority:
+        if identity_dir is not None:
+            return Authority.in_directory(identity_dir, config, datetime.now(UTC))
+        anchors, cert, key = (Path(f) for f in files if f)
+        return Authority.from_files(TrustFiles(anchors, cert, key, None), config)
+
+    async def main(stop: asyncio.Event) -> None:
+        from weft.controller.identity.server import serve_identity
+
+        await serve_identity(authority(), platform, listen, admin, service_account, stop)
+
+    run_until_signalled(main, "identity")
+
+
+@controller.command()
+@common_options
+@click.option("--addr", default="0.0.0.0:8086", show_default=True, help="gRPC listen address.")
+@click.option("--cluster-domain", default="cluster.local", show_default=True)
+@click.option("--service-account", default="weft-destination", show_default=True)
+@click.option(
+    "--identity-addr",
+    default="weft-identity.weft.svc.cluster.local:8080",
+    show_default=True,
+    help="Where to get this component's own certificate.",
+)
+@click.option("--trust-anchors-file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--token-file", default=SA_TOKEN, show_default=True)
+@click.option("--disable-identity", is_flag=True, help="Serve plaintext gRPC (for tests).")
+def destination(
+    platform_spec: str,
+    control_namespace: str,
+    trust_domain: str,
+    admin_addr: str,
+    log_level: str,
+    addr: str,
+    cluster_domain: str,
+    service_account: str,
+    identity_addr: str,
+    trust_anchors_file: str | None,
+    token_file: str,
+    disable_identity: bool,
+) -> None:
+    """The destination service: endpoints and identities for proxies (Destination/Get)."""
+    from weft.controller.destination.addresses import MeshSettings
+    from weft.identity.client import IdentityConfig
+    from weft.identity.names import identity_name
+
+    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    settings = MeshSettings(control_namespace, trust_domain, cluster_domain)
+    listen = _addr("--addr", addr)
+    admin = _addr("--admin-addr", admin_addr)
+    own: IdentityConfig | None = None
+    if not disable_identity:
+        if trust_anchors_file is None:
+            raise click.UsageError("--trust-anchors-file is required unless --disable-identity")
+        name = identity_name(service_account, control_namespace, control_namespace, trust_domain)
+        own = IdentityConfig(
+            local_name=name,
+            trust_anchors_pem=Path(trust_anchors_file).read_bytes(),
+            token_file=token_file,
+            svc_addr=_addr("--identity-addr", identity_addr),
+            svc_name=identity_name(
+                "weft-identity", control_namespace, control_namespace, trust_domain
+            ),
+        )
+    platform = open_platform(platform_spec)
+
+    async def main(stop: asyncio.Event) -> None:
+        from weft.controller.destination.server import serve_destination
+
+        await serve_destination(platform, settings, listen, admin, own, stop)
+
+    run_until_signalled(main, "destination")

@@ -1,0 +1,1 @@
+"""The identity service: a CA that signs proxy certificates (``Identity/Certify``)."""
