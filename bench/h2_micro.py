@@ -108,8 +108,9 @@ async def run_weft_hop(port: int, target: int) -> None:
     from weft.proxy.http1 import H1Pool
     from weft.proxy.http2 import H2Pool, serve_http2
     from weft.proxy.metrics import ProxyMetrics
+    from weft.proxy.tls import Dialer
 
-    config = ProxyConfig.from_env({})
+    config = ProxyConfig.from_env({"LINKERD2_PROXY_IDENTITY_DISABLED": "1"})
     metrics = ProxyMetrics(config.metrics_retain_idle)
     tracker = ConnTracker()
     h1_pool, h2_pool = H1Pool(), H2Pool()
@@ -141,6 +142,7 @@ async def run_weft_hop(port: int, target: int) -> None:
                     target=("127.0.0.1", target),
                     tls=tls,
                     stats=metrics.tcp.stats((("direction", "inbound"), ("peer", "src"))).open(),
+                    dialer=Dialer(None, outbound=False),
                 )
                 ctx.stats.read += len(self.buf)
                 serve_http2(self.transport, ctx, self.buf)

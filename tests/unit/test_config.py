@@ -16,7 +16,7 @@ def test_defaults_match_linkerd() -> None:
         25, 587, 3306, 4444, 5432, 6379, 9300, 11211
     }  # fmt: skip
     assert cfg.metrics_retain_idle == 600.0
-    assert cfg.standalone
+    assert cfg.identity_disabled and cfg.destination_addr is None
 
 
 def test_variables_override_defaults() -> None:
@@ -28,6 +28,7 @@ def test_variables_override_defaults() -> None:
             "LINKERD2_PROXY_METRICS_RETAIN_IDLE": "2m",
             "LINKERD2_PROXY_INBOUND_FORWARD": "127.0.0.1:8080",
             "LINKERD2_PROXY_DESTINATION_SVC_ADDR": "dst.example:8086",
+            "LINKERD2_PROXY_IDENTITY_DISABLED": "",
         }
     )
     assert cfg.inbound.listen == ("::", 5143)
@@ -36,7 +37,7 @@ def test_variables_override_defaults() -> None:
     assert cfg.metrics_retain_idle == 120.0
     assert cfg.inbound.forward == ("127.0.0.1", 8080)
     assert cfg.destination_addr == ("dst.example", 8086)
-    assert not cfg.identity_disabled and not cfg.standalone
+    assert cfg.identity_disabled
 
 
 @pytest.mark.parametrize(
@@ -52,7 +53,7 @@ def test_variables_override_defaults() -> None:
 )
 def test_bad_values_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name.removeprefix("LINKERD2_PROXY_").split("_")[0]):
-        ProxyConfig.from_env({name: value})
+        ProxyConfig.from_env({name: value, "LINKERD2_PROXY_IDENTITY_DISABLED": "1"})
 
 
 def test_durations() -> None:

@@ -43,6 +43,7 @@ from weft.proxy.h2 import frames as fr
 from weft.proxy.http1 import H1Pool
 from weft.proxy.http2 import H2Pool, ServerConn, serve_http2
 from weft.proxy.metrics import ProxyMetrics
+from weft.proxy.tls import Dialer
 
 pytestmark = pytest.mark.anyio
 
@@ -95,7 +96,7 @@ class Proxy:
 
     def __init__(self, target: Addr | None, env: dict[str, str] | None = None) -> None:
         self.target = target
-        self.config = ProxyConfig.from_env(env or {})
+        self.config = ProxyConfig.from_env({"LINKERD2_PROXY_IDENTITY_DISABLED": "1", **(env or {})})
         self.metrics = ProxyMetrics(self.config.metrics_retain_idle)
         self.tracker = ConnTracker()
         self.h1_pool = H1Pool()
@@ -119,6 +120,7 @@ class Proxy:
             target=self.target,
             tls=(("tls", "disabled"),),
             stats=self.metrics.tcp.stats(labels).open(),
+            dialer=Dialer(None, outbound=False),
         )
 
     async def start(self) -> int:

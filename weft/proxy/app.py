@@ -8,44 +8,52 @@ import os
 import signal
 from collections.abc import Mapping
 
+from weft.identity.client import LocalIdentity
 from weft.proxy.admin import AdminState, start_admin
 from weft.proxy.config import ConfigError, ProxyConfig
 from weft.proxy.context import INBOUND, OUTBOUND, ConnTracker
-from weft.proxy.discovery import OriginalDestination
+from weft.proxy.destination import DestinationRouter
+from weft.proxy.discovery import OriginalDestination, Router
 from weft.proxy.log import LogControl
-from weft.proxy.metrics import LabelPairs, ProxyMetrics
+from weft.proxy.metrics import ProxyMetrics
 from weft.proxy.server import Listener
 
 log = logging.getLogger("weft.proxy")
 
-# Identity is disabled: linkerd2-proxy labels such connections tls="disabled".
-TLS_DISABLED: LabelPairs = (("tls", "disabled"),)
 
-
-def check_supported(config: ProxyConfig) -> None:
-    """Refuse configurations this build cannot serve, with one actionable line."""
-    if not config.identity_disabled:
+def make_router(config: ProxyConfig, identity: LocalIdentity | None) -> Router:
+    """The destination service client when one is configured, else original destinations."""
+    if config.destination_addr is None:
+        return OriginalDestination()
+    if identity is not None and not config.destination_name:
         raise ConfigError(
-            "mTLS identity is not available yet: set LINKERD2_PROXY_IDENTITY_DISABLED=1"
+            "LINKERD2_PROXY_DESTINATION_SVC_NAME must be set with DESTINATION_SVC_ADDR "
+            "unless identity is disabled"
         )
+    return DestinationRouter(
+        config.destination_addr, config.destination_name, config.destination_context, identity
+    )
 
 
 async def run(env: Mapping[str, str]) -> int:
     """Run the proxy until SIGTERM/SIGINT or ``POST /shutdown``; returns an exit status."""
     config = ProxyConfig.from_env(env)
-    check_supported(config)
     logs = LogControl(config.log_filter, json_format=config.log_format == "json")
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     metrics = ProxyMetrics(config.metrics_retain_idle)
     tracker = ConnTracker()
-    router = OriginalDestination()
-    if config.destination_addr is not None:
-        log.warning("no destination client in this build; routing to original destinations")
+    identity = None
+    if config.identity is not None:
+        identity = LocalIdentity(
+            config.identity, lambda c: setattr(metrics, "cert_expiry", c.expiry.timestamp())
+        )
+        identity.start()
+    router = make_router(config, identity)
     admin_state = AdminState(metrics, logs, env, config.shutdown_endpoint_enabled, stop.set)
     listeners = [
-        Listener(INBOUND, config, config.inbound, metrics, router, tracker, TLS_DISABLED),
-        Listener(OUTBOUND, config, config.outbound, metrics, router, tracker, TLS_DISABLED),
+        Listener(INBOUND, config, config.inbound, metrics, router, tracker, identity),
+        Listener(OUTBOUND, config, config.outbound, metrics, router, tracker, identity),
     ]
     admin = await start_admin(admin_state, *config.admin_listen)
     for listener in listeners:
@@ -53,6 +61,10 @@ async def run(env: Mapping[str, str]) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     retire = loop.create_task(_retire_idle(metrics, config.metrics_retain_idle))
+    if identity is not None:
+        log.info("waiting for a certificate for %s", identity.name)
+        ready = loop.create_task(identity.ready.wait())
+        await asyncio.wait([ready, loop.create_task(stop.wait())], return_when="FIRST_COMPLETED")
     admin_state.ready = True
     log.info("proxy ready (pid %d)", os.getpid())
     await stop.wait()
@@ -66,6 +78,10 @@ async def run(env: Mapping[str, str]) -> int:
     for listener in listeners:
         listener.h2_pool.close()  # GOAWAY to upstreams, so their closes are counted
     retire.cancel()
+    if identity is not None:
+        identity.stop()
+    if isinstance(router, DestinationRouter):
+        router.close()
     admin.close()
     return 0
 

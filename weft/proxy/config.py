@@ -6,6 +6,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from weft.identity.client import IdentityConfig
+
 DEFAULT_OPAQUE_PORTS = frozenset({25, 587, 3306, 4444, 5432, 6379, 9300, 11211})
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -76,8 +78,10 @@ class ProxyConfig:
     outbound: DirectionConfig
     admin_listen: tuple[str, int]
     control_listen: tuple[str, int]
-    identity_disabled: bool
+    identity: IdentityConfig | None
     destination_addr: tuple[str, int] | None
+    destination_name: str
+    destination_context: str
     log_filter: str
     log_format: str
     metrics_retain_idle: float
@@ -89,9 +93,9 @@ class ProxyConfig:
     env: Mapping[str, str] = field(repr=False, default_factory=dict)
 
     @property
-    def standalone(self) -> bool:
-        """No identity and no destination service: plaintext to original destinations."""
-        return self.identity_disabled and self.destination_addr is None
+    def identity_disabled(self) -> bool:
+        """Whether mTLS identity is off (``LINKERD2_PROXY_IDENTITY_DISABLED``)."""
+        return self.identity is None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ProxyConfig:
@@ -106,10 +110,12 @@ class ProxyConfig:
             outbound=outbound,
             admin_listen=reader.addr("ADMIN_LISTEN_ADDR", "0.0.0.0:4191"),
             control_listen=reader.addr("CONTROL_LISTEN_ADDR", "0.0.0.0:4190"),
-            identity_disabled=reader.get("IDENTITY_DISABLED") is not None,
+            identity=None if reader.get("IDENTITY_DISABLED") is not None else reader.identity(),
             destination_addr=parse_addr("LINKERD2_PROXY_DESTINATION_SVC_ADDR", dest)
             if dest
             else None,
+            destination_name=reader.get("DESTINATION_SVC_NAME") or "",
+            destination_context=reader.get("DESTINATION_CONTEXT") or "",
             log_filter=log_filter,
             log_format=(reader.get("LOG_FORMAT") or "plain").lower(),
             metrics_retain_idle=reader.duration("METRICS_RETAIN_IDLE", "10m"),
@@ -152,6 +158,28 @@ class _Reader:
         if not value.strip().isdigit():
             raise ConfigError(f"{self.PREFIX}{name}: expected a whole number, got {value!r}")
         return int(value)
+
+    def required(self, name: str) -> str:
+        value = self.get(name)
+        if not value:
+            raise ConfigError(
+                f"{self.PREFIX}{name} must be set unless LINKERD2_PROXY_IDENTITY_DISABLED is"
+            )
+        return value
+
+    def identity(self) -> IdentityConfig:
+        return IdentityConfig(
+            local_name=self.required("IDENTITY_LOCAL_NAME"),
+            trust_anchors_pem=self.required("IDENTITY_TRUST_ANCHORS").encode(),
+            token_file=self.required("IDENTITY_TOKEN_FILE"),
+            svc_addr=self.addr("IDENTITY_SVC_ADDR", self.required("IDENTITY_SVC_ADDR")),
+            svc_name=self.required("IDENTITY_SVC_NAME"),
+            min_refresh=self.duration("IDENTITY_MIN_REFRESH", "10s"),
+            max_refresh=self.duration("IDENTITY_MAX_REFRESH", "24h"),
+            certify_timeout=self.duration("CONTROL_DISPATCH_TIMEOUT", "5s"),
+            backoff_min=self.duration("CONTROL_EXP_BACKOFF_MIN", "100ms"),
+            backoff_max=self.duration("CONTROL_EXP_BACKOFF_MAX", "5s"),
+        )
 
     def direction(self, prefix: str, *, listen: str, connect: str) -> DirectionConfig:
         forward = self.get(f"{prefix}_FORWARD")

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from weft.proxy.config import DirectionConfig, ProxyConfig
-from weft.proxy.discovery import Router
+from weft.proxy.discovery import Endpoint, Router
 from weft.proxy.metrics import ConnStats, LabelPairs, ProxyMetrics
+from weft.proxy.tls import Dialer
 
 if TYPE_CHECKING:
     from weft.proxy.http1 import H1Pool
@@ -104,12 +105,24 @@ class ConnContext:
     target: Addr | None
     tls: LabelPairs
     stats: ConnStats
+    dialer: Dialer
+    client_id: str | None = None
     base_labels: LabelPairs = ()
 
     def __post_init__(self) -> None:
         self.base_labels = (("direction", self.direction), *self.tls)
 
-    def dst_conn_stats(self) -> ConnStats:
-        """Open the ``peer="dst"`` TCP series for a connection this proxy dials."""
-        labels = (("direction", self.direction), ("peer", "dst"), *self.tls)
+    def request_labels(self, endpoint: Endpoint) -> LabelPairs:
+        """Labels of a request routed to ``endpoint``.
+
+        Inbound: the connection's (its client's identity); outbound: the endpoint's ``dst_*``
+        labels and the TLS of the connection to it (``server_id``).
+        """
+        if self.direction == INBOUND:
+            return self.base_labels + endpoint.labels if endpoint.labels else self.base_labels
+        return (("direction", self.direction), *endpoint.labels, *self.dialer.tls_labels(endpoint))
+
+    def dst_conn_stats(self, endpoint: Endpoint) -> ConnStats:
+        """Open the ``peer="dst"`` TCP series for a connection this proxy dials to ``endpoint``."""
+        labels = (("direction", self.direction), ("peer", "dst"), *self.dialer.tls_labels(endpoint))
         return self.metrics.tcp.stats(labels).open()

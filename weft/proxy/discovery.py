@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import NamedTuple, Protocol
 
 from weft.proxy.errors import GRPC_UNAVAILABLE, ProxyError
@@ -11,10 +12,12 @@ Addr = tuple[str, int]
 
 
 class Endpoint(NamedTuple):
-    """A concrete address to dial, and the ``dst_*`` labels its metrics carry."""
+    """A concrete address to dial, the ``dst_*`` labels its metrics carry, and the identity
+    its certificate must have (``None``: not meshed, so plaintext)."""
 
     addr: Addr
     labels: LabelPairs = ()
+    identity: str | None = None
 
 
 class Router(Protocol):
@@ -32,6 +35,10 @@ class Router(Protocol):
         """
         ...
 
+    def prepare(self, target: Addr | None) -> asyncio.Future[None] | None:
+        """Start discovering ``target``; a future to wait on before routing, or None if ready."""
+        ...
+
 
 class OriginalDestination:
     """The standalone router: every destination is its original destination address."""
@@ -42,3 +49,6 @@ class OriginalDestination:
                 502, f"no route to {authority or 'an unknown destination'}", GRPC_UNAVAILABLE
             )
         return Endpoint(target)
+
+    def prepare(self, target: Addr | None) -> asyncio.Future[None] | None:
+        return None

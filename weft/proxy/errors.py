@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno as errno_mod
+import ssl
 
 # gRPC status codes used for synthesized responses.
 GRPC_UNAVAILABLE = 14
@@ -23,6 +24,9 @@ class ProxyError(Exception):
 def connect_error(exc: BaseException, addr: tuple[str, int]) -> ProxyError:
     """Map a failed upstream connect to 502 (refused/unreachable) or 504 (timed out)."""
     where = f"{addr[0]}:{addr[1]}"
+    if isinstance(exc, ssl.SSLError):
+        reason = getattr(exc, "verify_message", None) or exc.reason or str(exc)
+        return ProxyError(502, f"TLS handshake with {where} failed: {reason}", GRPC_UNAVAILABLE)
     if isinstance(exc, TimeoutError):
         return ProxyError(504, f"connect timed out after connecting to {where}", GRPC_UNAVAILABLE)
     if isinstance(exc, OSError) and exc.errno in (errno_mod.EHOSTUNREACH, errno_mod.ENETUNREACH):
@@ -39,6 +43,8 @@ def upstream_reset(detail: str) -> ProxyError:
 
 def errno_label(exc: BaseException | None) -> str:
     """The ``errno`` label of ``tcp_close_total``: empty for a clean close."""
+    if isinstance(exc, ssl.SSLError):
+        return "EPROTO"  # a failed TLS handshake: no errno, but not a clean close either
     if isinstance(exc, OSError) and exc.errno:
         return errno_mod.errorcode.get(exc.errno, str(exc.errno))
     return ""

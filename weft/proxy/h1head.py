@@ -19,6 +19,9 @@ HOP_BY_HOP = frozenset(
 
 Headers = list[tuple[bytes, bytes]]
 
+# Set by the inbound proxy from the client's verified certificate: never trusted from a sender.
+CLIENT_ID = b"l5d-client-id"
+
 
 def connection_tokens(headers: Headers) -> frozenset[bytes]:
     """The lower-cased option names listed in every ``Connection`` header."""
@@ -30,7 +33,7 @@ def connection_tokens(headers: Headers) -> frozenset[bytes]:
 
 
 def end_to_end(headers: Headers, keep_upgrade: bool = False) -> Headers:
-    """``headers`` less hop-by-hop ones and those named by ``Connection``.
+    """``headers`` less hop-by-hop ones, those named by ``Connection`` and ``l5d-client-id``.
 
     With ``keep_upgrade`` the ``Upgrade`` header and a ``Connection: upgrade`` survive, so that a
     protocol switch can be negotiated with the next hop.
@@ -39,7 +42,7 @@ def end_to_end(headers: Headers, keep_upgrade: bool = False) -> Headers:
     out: Headers = []
     for name, value in headers:
         lower = name.lower()
-        if lower in HOP_BY_HOP or lower in named:
+        if lower in HOP_BY_HOP or lower in named or lower == CLIENT_ID:
             if keep_upgrade and lower == b"upgrade":
                 out.append((name, value))
             continue

@@ -18,7 +18,8 @@ import httptools
 
 from weft.proxy import h1head
 from weft.proxy.classify import classify
-from weft.proxy.context import Addr, ConnContext
+from weft.proxy.context import ConnContext
+from weft.proxy.discovery import Endpoint
 from weft.proxy.errors import (
     GRPC_INTERNAL,
     GRPC_RESOURCE_EXHAUSTED,
@@ -78,14 +79,14 @@ class _Exchange:
 
 
 class H1Pool:
-    """Idle keep-alive upstream connections of one listener, per endpoint address."""
+    """Idle keep-alive upstream connections of one listener, per endpoint."""
 
     def __init__(self) -> None:
-        self.idle: dict[Addr, list[H1Upstream]] = {}
+        self.idle: dict[Endpoint, list[H1Upstream]] = {}
 
-    def take(self, addr: Addr) -> H1Upstream | None:
-        """An idle connection to ``addr``, most recently used first."""
-        conns = self.idle.get(addr)
+    def take(self, endpoint: Endpoint) -> H1Upstream | None:
+        """An idle connection to ``endpoint``, most recently used first."""
+        conns = self.idle.get(endpoint)
         while conns:
             conn = conns.pop()
             if conn.idle_timer is not None:
@@ -97,7 +98,7 @@ class H1Pool:
 
     def put(self, conn: H1Upstream, idle_timeout: float, max_idle: int) -> None:
         """Keep ``conn`` for reuse, closing it after ``idle_timeout`` seconds unused."""
-        conns = self.idle.setdefault(conn.addr, [])
+        conns = self.idle.setdefault(conn.endpoint, [])
         if len(conns) >= max_idle:
             conn.transport.close()
             return
@@ -106,11 +107,11 @@ class H1Pool:
 
     def forget(self, conn: H1Upstream) -> None:
         """Drop a closed connection from the idle list."""
-        conns = self.idle.get(conn.addr)
+        conns = self.idle.get(conn.endpoint)
         if conns and conn in conns:
             conns.remove(conn)
             if not conns:
-                del self.idle[conn.addr]
+                del self.idle[conn.endpoint]
 
 
 class H1Server(asyncio.Protocol):
@@ -131,6 +132,7 @@ class H1Server(asyncio.Protocol):
         self.broken: ProxyError | None = None
         self.tunnel: H1Upstream | None = None
         self.connecting: asyncio.Task[None] | None = None
+        self.client_id = ctx.client_id.encode() if ctx.client_id else None
 
     # -- bytes in ---------------------------------------------------------------------------
 
@@ -217,6 +219,8 @@ class H1Server(asyncio.Protocol):
             authority = b""
         ex.authority = authority.decode("latin-1")
         forwarded = h1head.end_to_end(headers, keep_upgrade=ex.tunnel and method != b"CONNECT")
+        if self.client_id is not None:
+            forwarded.append((h1head.CLIENT_ID, self.client_id))
         ex.head = h1head.request_head(method, self.url, forwarded, ex.chunked)
         self.parsing = ex
         self.queue.append(ex)
@@ -272,33 +276,30 @@ class H1Server(asyncio.Protocol):
             ex.stats.request(now)
             self.respond_error(ex, err)
             return
-        labels = ctx.base_labels + endpoint.labels if endpoint.labels else ctx.base_labels
-        ex.stats = ctx.metrics.http.endpoint(authority, labels)
+        ex.stats = ctx.metrics.http.endpoint(authority, ctx.request_labels(endpoint))
         ex.stats.request(now)
-        up = ctx.h1_pool.take(endpoint.addr)
+        up = ctx.h1_pool.take(endpoint)
         if up is not None:
             ex.reused = True
             up.attach(ex, self)
             return
-        self._start_connect(ex, endpoint.addr)
+        self._start_connect(ex, endpoint)
 
-    def _start_connect(self, ex: _Exchange, addr: Addr) -> None:
+    def _start_connect(self, ex: _Exchange, endpoint: Endpoint) -> None:
         self.transport.pause_reading()
-        self.connecting = asyncio.get_running_loop().create_task(self._connect(ex, addr))
+        self.connecting = asyncio.get_running_loop().create_task(self._connect(ex, endpoint))
 
-    async def _connect(self, ex: _Exchange, addr: Addr) -> None:
+    async def _connect(self, ex: _Exchange, endpoint: Endpoint) -> None:
         ctx = self.ctx
-        up = H1Upstream(ctx, addr, ctx.dst_conn_stats())
-        loop = asyncio.get_running_loop()
+        up = H1Upstream(ctx, endpoint, ctx.dst_conn_stats(endpoint))
         try:
-            async with asyncio.timeout(ctx.dcfg.connect_timeout):
-                await loop.create_connection(lambda: up, addr[0], addr[1])
+            await ctx.dialer.connect(lambda: up, endpoint, ctx.dcfg.connect_timeout)
         except (OSError, TimeoutError) as exc:
             self.connecting = None
             up.stats.close(errno_label(exc))
             if not self.closed:
                 self.transport.resume_reading()
-                self.respond_error(ex, connect_error(exc, addr))
+                self.respond_error(ex, connect_error(exc, endpoint.addr))
             return
         self.connecting = None
         if self.closed:
@@ -307,11 +308,11 @@ class H1Server(asyncio.Protocol):
         self.transport.resume_reading()
         up.attach(ex, self)
 
-    def redispatch(self, ex: _Exchange, addr: Addr) -> None:
+    def redispatch(self, ex: _Exchange, endpoint: Endpoint) -> None:
         """Send a bodiless ``ex`` again on a new connection: its pooled one closed under it."""
         ex.upstream = None
         ex.reused = False
-        self._start_connect(ex, addr)
+        self._start_connect(ex, endpoint)
 
     # -- responses --------------------------------------------------------------------------
 
@@ -422,9 +423,9 @@ class H1Upstream(asyncio.Protocol):
 
     transport: asyncio.Transport
 
-    def __init__(self, ctx: ConnContext, addr: Addr, stats: ConnStats) -> None:
+    def __init__(self, ctx: ConnContext, endpoint: Endpoint, stats: ConnStats) -> None:
         self.ctx = ctx
-        self.addr = addr
+        self.endpoint = endpoint
         self.stats = stats
         self.parser = httptools.HttpResponseParser(self)
         self.ex: _Exchange | None = None
@@ -596,7 +597,7 @@ class H1Upstream(asyncio.Protocol):
             ex.response_done = True
             down.abort()
         elif ex.reused and ex.request_done and not ex.has_body:
-            down.redispatch(ex, self.addr)  # a pooled connection closed as we used it
+            down.redispatch(ex, self.endpoint)  # a pooled connection closed as we used it
         else:
             ex.upstream = None
             down.respond_error(ex, upstream_reset(detail))

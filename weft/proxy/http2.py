@@ -29,6 +29,7 @@ from weft.proxy.errors import ProxyError
 from weft.proxy.h2 import frames as fr
 from weft.proxy.h2.connection import Exchange, H2Conn, Leg, flush_all
 from weft.proxy.h2.heads import Head
+from weft.proxy.h2.hpack_codec import encode_field
 from weft.proxy.h2.pool import H2Pool
 from weft.proxy.metrics import LabelPairs
 
@@ -43,6 +44,8 @@ class ServerConn(H2Conn):
         self.ctx = ctx
         self.pool = ctx.h2_pool
         self.draining = False
+        cid = ctx.client_id
+        self.client_id_field = encode_field(b"l5d-client-id", cid.encode()) if cid else b""
         self.write(self.local_settings())
 
     # --- Drainable ----------------------------------------------------------------------------
@@ -105,20 +108,20 @@ class ServerConn(H2Conn):
         try:
             endpoint = ctx.router.endpoint(head.authority, ctx.target)
         except ProxyError as err:
-            self.respond_error(self.accept(sid, head, end, ()), err)
+            self.respond_error(self.accept(sid, head, end, ctx.base_labels), err)
             return
-        down = self.accept(sid, head, end, endpoint.labels)
-        upstream = self.pool.acquire(endpoint.addr, ctx)
+        down = self.accept(sid, head, end, ctx.request_labels(endpoint))
+        upstream = self.pool.acquire(endpoint, ctx)
         up = upstream.open_leg(down.exchange)
         down.peer = up
         up.peer = down
-        upstream.write_headers(up, head.block, end)
+        block = head.block + self.client_id_field if self.client_id_field else head.block
+        upstream.write_headers(up, block, end)
 
-    def accept(self, sid: int, head: Head, end: bool, dst_labels: LabelPairs) -> Leg:
-        """Count the request (connection labels, then the endpoint's) and track its stream."""
+    def accept(self, sid: int, head: Head, end: bool, labels: LabelPairs) -> Leg:
+        """Count the request under ``labels`` and track its stream."""
         ctx = self.ctx
         now = time.monotonic()
-        labels = ctx.base_labels + dst_labels if dst_labels else ctx.base_labels
         stats = ctx.metrics.http.endpoint(head.label, labels)
         stats.request(now)
         down = Leg(self, sid, Exchange(stats, now, head.grpc), self.peer_window, end)

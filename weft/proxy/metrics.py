@@ -248,13 +248,37 @@ class ProxyMetrics(Collector):
         self.retain_idle = retain_idle
         self.http = HttpFamily()
         self.tcp = TcpFamily()
+        self.tcp_errors: dict[tuple[str, str], int] = {}
+        self.cert_expiry: float | None = None
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
         ProcessCollector(namespace="", registry=self.registry)
 
+    def tcp_error(self, direction: str, error: str) -> None:
+        """Count a connection refused or failed for ``error`` (``<direction>_tcp_errors_total``)."""
+        key = (direction, error)
+        self.tcp_errors[key] = self.tcp_errors.get(key, 0) + 1
+
     def collect(self) -> Iterator[Metric]:
         yield from self.http.collect()
         yield from self.tcp.collect()
+        for direction in ("inbound", "outbound"):
+            family = Metric(
+                f"{direction}_tcp_errors", "Connections that failed, by error", "counter"
+            )
+            for (d, error), n in sorted(self.tcp_errors.items()):
+                if d == direction:
+                    family.add_sample(f"{direction}_tcp_errors_total", {"error": error}, n)
+            if family.samples:
+                yield family
+        if self.cert_expiry is not None:
+            family = Metric(
+                "identity_cert_expiration_timestamp_seconds",
+                "When this proxy's certificate expires (Unix time)",
+                "gauge",
+            )
+            family.add_sample(family.name, {}, self.cert_expiry)
+            yield family
 
     def retire_idle(self, now: float | None = None) -> None:
         """Drop series that have not been touched for ``retain_idle`` seconds."""

@@ -84,13 +84,11 @@ class OpaqueConn(_Half):
 
     async def connect(self, initial: bytes, eof: bool) -> None:
         ctx = self.ctx
-        loop = asyncio.get_running_loop()
         try:
             endpoint = ctx.router.endpoint(None, ctx.target)
-            upstream = _Half(ctx.dst_conn_stats())
+            upstream = _Half(ctx.dst_conn_stats(endpoint))
             try:
-                async with asyncio.timeout(ctx.dcfg.connect_timeout):
-                    await loop.create_connection(lambda: upstream, *endpoint.addr)
+                await ctx.dialer.connect(lambda: upstream, endpoint, ctx.dcfg.connect_timeout)
             except (OSError, TimeoutError) as exc:
                 upstream.stats.close(errno_label(exc))
                 raise

@@ -6,9 +6,17 @@ from weft.proxy.classify import is_grpc
 from weft.proxy.errors import ProxyError
 from weft.proxy.h2.hpack_codec import Field, encode_block, encode_field
 
-# RFC 9113 §8.2.2: connection-specific fields must not appear in HTTP/2, nor be forwarded.
+# RFC 9113 §8.2.2: connection-specific fields must not appear in HTTP/2, nor be forwarded;
+# nor is ``l5d-client-id``, which only the inbound proxy sets, from the verified client identity.
 CONNECTION_HEADERS = frozenset(
-    (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade")
+    (
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"transfer-encoding",
+        b"upgrade",
+        b"l5d-client-id",
+    )
 )
 
 

@@ -6,7 +6,8 @@ import asyncio
 import logging
 import time
 
-from weft.proxy.context import Addr, ConnContext
+from weft.proxy.context import ConnContext
+from weft.proxy.discovery import Endpoint
 from weft.proxy.errors import connect_error, errno_label, upstream_reset
 from weft.proxy.h2 import frames as fr
 from weft.proxy.h2.connection import Exchange, H2Conn, Leg, flush_all
@@ -23,10 +24,12 @@ class ClientConn(H2Conn):
 
     upstream = True
 
-    def __init__(self, pool: H2Pool, addr: Addr, ctx: ConnContext) -> None:
-        super().__init__(ctx.config, ctx.dst_conn_stats())
+    def __init__(self, pool: H2Pool, endpoint: Endpoint, ctx: ConnContext) -> None:
+        super().__init__(ctx.config, ctx.dst_conn_stats(endpoint))
         self.pool = pool
-        self.addr = addr
+        self.endpoint = endpoint
+        self.addr = endpoint.addr
+        self.dialer = ctx.dialer
         self.connect_timeout = ctx.dcfg.connect_timeout
         self.idle_timeout = ctx.dcfg.pool_idle_timeout
         self.loop = asyncio.get_running_loop()
@@ -34,9 +37,9 @@ class ClientConn(H2Conn):
         self.goaway_received = False
         self.idle_since = 0.0
         self.idle_timer: asyncio.TimerHandle | None = None
-        self.dialer: asyncio.Task[None] | None = None
+        self.dialing: asyncio.Task[None] | None = None
         # Until its SETTINGS arrive, assume the server limits streams as it did last time.
-        self.peer_max_streams = pool.stream_limits.get(addr, fr.MAX_STREAM_ID)
+        self.peer_max_streams = pool.stream_limits.get(endpoint, fr.MAX_STREAM_ID)
         self.settled = False
         self.write(fr.PREFACE + self.local_settings())
 
@@ -59,16 +62,15 @@ class ClientConn(H2Conn):
 
     def dial(self) -> None:
         """Start connecting (bounded by the connect timeout)."""
-        self.dialer = self.loop.create_task(self._dial())
+        self.dialing = self.loop.create_task(self._dial())
 
     async def _dial(self) -> None:
         try:
-            async with asyncio.timeout(self.connect_timeout):
-                await self.loop.create_connection(lambda: self, *self.addr)
+            await self.dialer.connect(lambda: self, self.endpoint, self.connect_timeout)
         except (OSError, TimeoutError) as exc:
             self.connect_failed(exc)
         finally:
-            self.dialer = None
+            self.dialing = None
 
     def connect_failed(self, exc: BaseException) -> None:
         """Every exchange waiting here gets the proxy's connect error."""
@@ -86,9 +88,9 @@ class ClientConn(H2Conn):
         flush_all()
 
     def close(self) -> None:
-        if self.dialer is not None:
-            self.dialer.cancel()
-            self.dialer = None
+        if self.dialing is not None:
+            self.dialing.cancel()
+            self.dialing = None
             self.connect_failed(ConnectionAbortedError("connection pool closed"))
             return
         if self.idle_timer is not None:
@@ -156,7 +158,7 @@ class ClientConn(H2Conn):
             self.settled = True
             self.peer_max_streams = fr.MAX_STREAM_ID
         super().on_settings(settings)
-        self.pool.stream_limits[self.addr] = self.peer_max_streams
+        self.pool.stream_limits[self.endpoint] = self.peer_max_streams
 
     def on_goaway(self, last_sid: int, code: int) -> None:
         """No new streams here; streams the server never saw are refused so clients retry."""
@@ -170,34 +172,34 @@ class ClientConn(H2Conn):
 
 
 class H2Pool:
-    """The upstream connections of one listener, by endpoint address."""
+    """The upstream connections of one listener, by endpoint."""
 
     def __init__(self) -> None:
-        self.conns: dict[Addr, list[ClientConn]] = {}
-        # The last SETTINGS_MAX_CONCURRENT_STREAMS seen, while the address has connections.
-        self.stream_limits: dict[Addr, int] = {}
+        self.conns: dict[Endpoint, list[ClientConn]] = {}
+        # The last SETTINGS_MAX_CONCURRENT_STREAMS seen, while the endpoint has connections.
+        self.stream_limits: dict[Endpoint, int] = {}
 
-    def acquire(self, addr: Addr, ctx: ConnContext) -> ClientConn:
-        """A connection to ``addr`` with room for one more stream (dialled if there is none)."""
-        conns = self.conns.get(addr)
+    def acquire(self, endpoint: Endpoint, ctx: ConnContext) -> ClientConn:
+        """A connection to ``endpoint`` with room for one more stream (dialled if there is none)."""
+        conns = self.conns.get(endpoint)
         if conns is None:
-            conns = self.conns[addr] = []
+            conns = self.conns[endpoint] = []
         for conn in conns:
             if conn.usable():
                 return conn
-        conn = ClientConn(self, addr, ctx)
+        conn = ClientConn(self, endpoint, ctx)
         conns.append(conn)
         conn.dial()
         return conn
 
     def forget(self, conn: ClientConn) -> None:
         """Stop handing out ``conn``."""
-        conns = self.conns.get(conn.addr)
+        conns = self.conns.get(conn.endpoint)
         if conns is not None and conn in conns:
             conns.remove(conn)
             if not conns:
-                del self.conns[conn.addr]
-                self.stream_limits.pop(conn.addr, None)
+                del self.conns[conn.endpoint]
+                self.stream_limits.pop(conn.endpoint, None)
 
     def close(self) -> None:
         """Close every connection (their open exchanges are ended)."""
