@@ -36,6 +36,7 @@ class InjectConfig:
     identity_addr: str = "weft-identity.weft.svc.cluster.local:8080"
     identity_service_account: str = "weft-identity"
     identity_disabled: bool = True
+    trust_anchors_pem: str = ""
     inbound_port: int = 4143
     outbound_port: int = 4140
     admin_port: int = 4191

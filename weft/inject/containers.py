@@ -108,7 +108,7 @@ def proxy_env(config: InjectConfig, settings: ProxySettings) -> list[dict[str, A
         _value("_l5d_ns", config.control_plane_namespace),
         _value("_l5d_trustdomain", config.trust_domain),
         _value(p + "IDENTITY_DIR", IDENTITY_DIR),
-        _value(p + "IDENTITY_TRUST_ANCHORS", ""),
+        _value(p + "IDENTITY_TRUST_ANCHORS", config.trust_anchors_pem),
         _value(p + "IDENTITY_TOKEN_FILE", TOKEN_FILE),
         _value(p + "IDENTITY_SVC_ADDR", config.identity_addr),
         _value(p + "IDENTITY_LOCAL_NAME", _identity_name("$(_pod_sa)", "$(_pod_ns)")),

@@ -16,7 +16,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from weft.inject import InjectConfig, InjectError, decide, inject_pod_template
+from weft.local import apply as apply_mod
+from weft.local import control_plane
 from weft.local import netns as ns
 from weft.local.api_server import ApiServer
 from weft.local.cluster_config import ClusterConfig
@@ -29,6 +33,7 @@ from weft.local.pod_env import DEFAULT_PATH
 from weft.local.pod_worker import NodeSettings
 from weft.local.store import ObjectStore
 from weft.local.tokens import load_or_create_key
+from weft.resources import parse_manifest_text
 
 log = logging.getLogger("weft.local.agent")
 Obj = dict[str, Any]
@@ -49,8 +54,19 @@ class Agent:
         self.cfg = cfg
         self.store = ObjectStore(cfg.state / "objects.json")
         self.token_key = load_or_create_key(cfg.state / "token.key")
+        anchors = control_plane.ensure_trust(cfg)
         self.inject_config = InjectConfig(
             cluster_domain=cfg.cluster_domain,
+            control_plane_namespace=control_plane.NAMESPACE,
+            trust_domain=control_plane.TRUST_DOMAIN,
+            identity_disabled=False,
+            trust_anchors_pem=anchors.decode(),
+            identity_addr=control_plane.service_addr(
+                cfg, "weft-identity", control_plane.IDENTITY_PORT
+            ),
+            destination_addr=control_plane.service_addr(
+                cfg, "weft-destination", control_plane.DESTINATION_PORT
+            ),
             extra_env={"LINKERD2_PROXY_SHUTDOWN_GRACE_PERIOD": "5s"},
         )
         self.node = NodeSettings(
@@ -127,6 +143,13 @@ class Agent:
                         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
                     )
 
+    def install_control_plane(self) -> None:
+        """Apply the control plane's objects (unchanged ones stay as they are)."""
+        text = yaml.safe_dump_all(control_plane.manifests(self.cfg))
+        resources = parse_manifest_text(text, "weft control plane", None)
+        for line in apply_mod.apply(self.store, resources, self.api.service_ips):
+            log.info("control plane: %s", line)
+
     async def reconcile(self) -> None:
         """One pass of every controller."""
         deployments.reconcile(self.store, self.admit)
@@ -153,6 +176,7 @@ class Agent:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         self.recover()
+        self.install_control_plane()
         await self.dns.start(str(self.cfg.gateway.ip), 53)
         await self.api.start(self.cfg.api_socket)
         self.cfg.agent_pid_file.write_text(f"{os.getpid()}\n")

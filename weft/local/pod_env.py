@@ -114,3 +114,14 @@ def command_line(container: Obj, env: Mapping[str, str]) -> list[str]:
             "(images are not pulled), so every container needs a command"
         )
     return [expand(str(part), env) for part in (*command, *args)]
+
+
+# Where Kubernetes mounts a pod's service-account token. The local runtime has no mount
+# namespaces, so paths under it point at the pod's own token directory instead.
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def redirect_token_paths(values: Sequence[str], token_dir: str) -> list[str]:
+    """``values`` with the service-account mount path replaced by ``token_dir``."""
+    prefix = SERVICE_ACCOUNT_DIR + "/"
+    return [token_dir + "/" + v[len(prefix) :] if v.startswith(prefix) else v for v in values]

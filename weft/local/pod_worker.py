@@ -24,7 +24,13 @@ from weft.local import pod_network
 from weft.local.cluster_config import ClusterConfig
 from weft.local.container import ContainerSpec, ContainerSupervisor, RestartPolicy
 from weft.local.controllers.endpoints import resolve_target_port
-from weft.local.pod_env import EnvError, Lookup, command_line, resolve_env
+from weft.local.pod_env import (
+    EnvError,
+    Lookup,
+    command_line,
+    redirect_token_paths,
+    resolve_env,
+)
 from weft.local.probe import ProbeSpec, ProbeWorker
 from weft.local.store import now_rfc3339
 
@@ -228,7 +234,9 @@ class PodWorker:
         env = resolve_env(
             self.pod, container, {**self.node.base_env, "HOSTNAME": self.name}, self.node.lookup
         )
-        argv = command_line(container, env)
+        token_dir = str(self.node.cluster.state / "pods" / self.pod["metadata"]["uid"])
+        env = dict(zip(env, redirect_token_paths(list(env.values()), token_dir), strict=True))
+        argv = redirect_token_paths(command_line(container, env), token_dir)
         uid, gid = _runs_as(container, self.pod, argv[0], env)
         return ContainerSpec(
             name=container["name"],
