@@ -35,5 +35,6 @@ class ProtoBuildHook(BuildHookInterface):  # type: ignore[type-arg]
         ]
         if protoc.main(args) != 0:
             raise RuntimeError(f"protoc failed on {', '.join(protos)}")
-        build_data["artifacts"].extend(["/weft/api/*_pb2.py", "/weft/api/*_pb2.pyi",
-                                        "/weft/api/*_pb2_grpc.py"])
+        build_data["artifacts"].extend(
+            ["/weft/api/*_pb2.py", "/weft/api/*_pb2.pyi", "/weft/api/*_pb2_grpc.py"]
+        )

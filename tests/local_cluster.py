@@ -65,7 +65,7 @@ class LocalCluster:
             )
         return proc
 
-    def up(self) -> None:
+    def up(self, *extra: str) -> None:
         """Bring the cluster up with a short restart back-off (tests wait for restarts)."""
         self.run(
             "up",
@@ -75,6 +75,7 @@ class LocalCluster:
             self.service_cidr,
             "--restart-backoff",
             "0.5",
+            *extra,
         )
 
     def down(self) -> subprocess.CompletedProcess[str]:

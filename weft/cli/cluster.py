@@ -100,13 +100,39 @@ def cluster(ctx: click.Context, name: str, state_dir: str | None) -> None:
 @click.option("--service-cidr", default=DEFAULT_SERVICE_CIDR, show_default=True)
 @click.option("--cluster-domain", default=DEFAULT_DOMAIN, show_default=True)
 @click.option("--restart-backoff", default=10.0, show_default=True, hidden=True, type=float)
+@click.option(
+    "--identity-issuance-lifetime",
+    default="24h",
+    show_default=True,
+    help="How long proxy certificates are valid.",
+)
+@click.option(
+    "--identity-issuer-lifetime",
+    default="8760h",
+    show_default=True,
+    help="How long a generated issuer is valid (it renews itself at two thirds).",
+)
 @pass_ctx
 @friendly_errors
 def up(
-    c: Ctx, pod_cidr: str, service_cidr: str, cluster_domain: str, restart_backoff: float
+    c: Ctx,
+    pod_cidr: str,
+    service_cidr: str,
+    cluster_domain: str,
+    restart_backoff: float,
+    identity_issuance_lifetime: str,
+    identity_issuer_lifetime: str,
 ) -> None:
     """Create the node (bridge, DNS, service rules) and start its agent."""
-    cfg = ClusterConfig(c.name, pod_cidr, service_cidr, cluster_domain, str(c.state_dir))
+    cfg = ClusterConfig(
+        c.name,
+        pod_cidr,
+        service_cidr,
+        cluster_domain,
+        str(c.state_dir),
+        identity_issuance_lifetime,
+        identity_issuer_lifetime,
+    )
     started = lifecycle.up(cfg, backoff_initial=restart_backoff)
     verb = "is up" if started else "was already up"
     click.echo(

@@ -14,6 +14,8 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from weft.proxy.config import ConfigError, parse_duration
+
 DEFAULT_NAME = "weft"
 DEFAULT_POD_CIDR = "10.244.0.0/16"
 DEFAULT_SERVICE_CIDR = "10.96.0.0/12"
@@ -38,6 +40,8 @@ class ClusterConfig:
     service_cidr: str = DEFAULT_SERVICE_CIDR
     cluster_domain: str = DEFAULT_DOMAIN
     state_dir: str = ""
+    identity_issuance_lifetime: str = "24h"
+    identity_issuer_lifetime: str = "8760h"
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -53,6 +57,14 @@ class ClusterConfig:
             raise ClusterConfigError("pod and service CIDRs need at least 16 addresses")
         if pods.overlaps(services):
             raise ClusterConfigError(f"pod CIDR {pods} overlaps service CIDR {services}")
+        for flag, value in (
+            ("--identity-issuance-lifetime", self.identity_issuance_lifetime),
+            ("--identity-issuer-lifetime", self.identity_issuer_lifetime),
+        ):
+            try:
+                parse_duration(flag, value)
+            except ConfigError as exc:
+                raise ClusterConfigError(str(exc)) from exc
         if not self.state_dir:
             object.__setattr__(self, "state_dir", str(STATE_ROOT / self.name))
 

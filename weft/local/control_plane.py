@@ -99,6 +99,8 @@ def manifests(cfg: ClusterConfig) -> list[Obj]:
     identity = [
         "weft", "controller", "identity", *common,
         "--identity-dir", str(identity_dir(cfg)),
+        "--issuance-lifetime", cfg.identity_issuance_lifetime,
+        "--issuer-lifetime", cfg.identity_issuer_lifetime,
         "--addr", f"0.0.0.0:{IDENTITY_PORT}",
         "--admin-addr", f"0.0.0.0:{IDENTITY_ADMIN_PORT}",
     ]  # fmt: skip

@@ -1,4 +1,5 @@
-"""A test application: answers every HTTP request with the pod's name (from ``POD_NAME``).
+"""A test application: answers every HTTP request with the pod's name (from ``POD_NAME``);
+``/headers`` answers with the request's headers as a JSON object (lower-case names).
 
 ``/healthz`` answers 200 while the file named by ``--unready-file`` does not exist, so a test can
 make the pod unready. Prints ``LISTENING <port>`` once bound.
@@ -7,6 +8,7 @@ make the pod unready. Prints ``LISTENING <port>`` once bound.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -20,6 +22,10 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.path == "/healthz" and self.unready_file and os.path.exists(self.unready_file):
             self._reply(503, b"unready\n")
+            return
+        if self.path == "/headers":
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            self._reply(200, json.dumps(headers).encode())
             return
         self._reply(200, (os.environ.get("POD_NAME", "?") + "\n").encode())
 

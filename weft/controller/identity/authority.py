@@ -89,11 +89,21 @@ class Authority:
         )
 
     def renewal_due(self, now: datetime) -> datetime | None:
-        """When the issuer should be renewed, or None if this authority cannot renew it."""
-        if self.material.anchor_key is None:
+        """When the issuer should be renewed, or None if this authority cannot renew it.
+
+        A renewed issuer cannot outlive the anchor, so once the issuer already expires with
+        the anchor there is nothing to renew (the anchor's own expiry is warned about).
+        """
+        anchor_key = self.material.anchor_key
+        if anchor_key is None:
             return None
         cert = self.issuer.cert
         start, end = certs.not_before(cert), certs.not_after(cert)
+        anchor_ends = [
+            certs.not_after(a) for a in self.material.anchors if certs.key_matches(a, anchor_key)
+        ]
+        if not anchor_ends or max(anchor_ends) <= end:
+            return None
         return start + (end - start) * RENEW_AT
 
     def maybe_renew(self, now: datetime) -> bool:
