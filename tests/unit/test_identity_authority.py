@@ -46,8 +46,17 @@ def test_generated_issuer_is_due_for_renewal_at_two_thirds_of_its_life(tmp_path:
     assert end - start == 365 * DAY + certs.CA_BACKDATE
     due = authority.renewal_due(NOW)
     assert due is not None
-    assert abs(due - (start + (end - start) * 2 / 3)) < timedelta(milliseconds=1)
-    assert due - NOW == timedelta(days=243, hours=8) - certs.CA_BACKDATE / 3
+    # Two thirds of the lifetime it was issued for; the back-dating does not count.
+    assert due - NOW == timedelta(days=243, hours=8)
+
+
+def test_a_short_lived_issuer_is_not_due_at_once(tmp_path: Path) -> None:
+    config = AuthorityConfig(issuer_lifetime=timedelta(seconds=75))
+    authority = Authority.in_directory(tmp_path, config, NOW)
+    assert authority.renewal_due(NOW) == NOW + timedelta(seconds=50)
+    assert not authority.maybe_renew(NOW + timedelta(seconds=49))
+    assert authority.maybe_renew(NOW + timedelta(seconds=50))
+    assert authority.renewal_due(NOW + timedelta(seconds=50)) == NOW + timedelta(seconds=100)
 
 
 def test_given_material_is_never_due_for_renewal(tmp_path: Path) -> None:

@@ -8,13 +8,14 @@ the cluster is first started, so the injector can hand the anchors to every prox
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from weft.identity import trust
 from weft.local.cluster_config import ClusterConfig
 from weft.local.pod_env import SERVICE_ACCOUNT_DIR
+from weft.proxy.config import parse_duration
 
 NAMESPACE = "weft"
 TRUST_DOMAIN = "cluster.local"
@@ -36,7 +37,13 @@ def ensure_trust(cfg: ClusterConfig) -> bytes:
     directory = identity_dir(cfg)
     files = trust.TrustFiles.in_dir(directory)
     if not files.anchors.exists():
-        material = trust.generate_trust(NAMESPACE, TRUST_DOMAIN, now=datetime.now(UTC))
+        lifetime = parse_duration("issuer lifetime", cfg.identity_issuer_lifetime)
+        material = trust.generate_trust(
+            NAMESPACE,
+            TRUST_DOMAIN,
+            issuer_lifetime=timedelta(seconds=lifetime),
+            now=datetime.now(UTC),
+        )
         directory.mkdir(parents=True, exist_ok=True)
         trust.write_trust(material, directory)
     return files.anchors.read_bytes()

@@ -98,7 +98,9 @@ class Authority:
         if anchor_key is None:
             return None
         cert = self.issuer.cert
-        start, end = certs.not_before(cert), certs.not_after(cert)
+        # CA certificates are back-dated for clock differences: count from when it was issued.
+        start = certs.not_before(cert) + certs.CA_BACKDATE
+        end = certs.not_after(cert)
         anchor_ends = [
             certs.not_after(a) for a in self.material.anchors if certs.key_matches(a, anchor_key)
         ]
