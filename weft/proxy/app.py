@@ -25,13 +25,17 @@ def make_router(config: ProxyConfig, identity: LocalIdentity | None) -> Router:
     """The destination service client when one is configured, else original destinations."""
     if config.destination_addr is None:
         return OriginalDestination()
-    if identity is not None and not config.destination_name:
+    if config.trust_anchors_pem and not config.destination_name:
         raise ConfigError(
             "LINKERD2_PROXY_DESTINATION_SVC_NAME must be set with DESTINATION_SVC_ADDR "
-            "unless identity is disabled"
+            "when trust anchors are given"
         )
     return DestinationRouter(
-        config.destination_addr, config.destination_name, config.destination_context, identity
+        config.destination_addr,
+        config.destination_name,
+        config.destination_context,
+        identity,
+        config.trust_anchors_pem,
     )
 
 

@@ -82,6 +82,7 @@ class ProxyConfig:
     destination_addr: tuple[str, int] | None
     destination_name: str
     destination_context: str
+    trust_anchors_pem: bytes | None
     log_filter: str
     log_format: str
     metrics_retain_idle: float
@@ -116,6 +117,7 @@ class ProxyConfig:
             else None,
             destination_name=reader.get("DESTINATION_SVC_NAME") or "",
             destination_context=reader.get("DESTINATION_CONTEXT") or "",
+            trust_anchors_pem=(reader.get("IDENTITY_TRUST_ANCHORS") or "").encode() or None,
             log_filter=log_filter,
             log_format=(reader.get("LOG_FORMAT") or "plain").lower(),
             metrics_retain_idle=reader.duration("METRICS_RETAIN_IDLE", "10m"),

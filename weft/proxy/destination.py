@@ -29,6 +29,7 @@ log = logging.getLogger("weft.proxy.destination")
 
 GET = "/io.linkerd.proxy.destination.Destination/Get"
 INITIAL_TIMEOUT = 0.5  # seconds a new destination waits for its first answer
+OLD_CHANNEL_GRACE = 10.0  # seconds a channel with a replaced certificate stays open
 
 
 def tcp_address(addr: net_pb2.TcpAddress) -> Addr | None:
@@ -75,9 +76,11 @@ class Resolution:
         if not self.first.done():
             self.first.set_result(None)
 
-    def apply(self, update: destination_pb2.Update) -> None:
-        """Fold one ``Update`` into the endpoint set."""
+    def apply(self, update: destination_pb2.Update, first: bool = False) -> None:
+        """Fold one ``Update`` into the endpoint set (``first`` of a stream: replace it)."""
         kind = update.WhichOneof("update")
+        if first:
+            self.endpoints.clear()
         if kind == "add":
             labels = dict(update.add.metric_labels)
             for waddr in update.add.addrs:
@@ -114,12 +117,14 @@ class DestinationRouter:
         svc_name: str,
         context_token: str,
         identity: LocalIdentity | None,
+        anchors_pem: bytes | None = None,
         backoff: tuple[float, float] = (0.1, 5.0),
     ) -> None:
         self.svc_addr = svc_addr
         self.svc_name = svc_name
         self.context_token = context_token
         self.identity = identity
+        self.anchors_pem = anchors_pem
         self.backoff = backoff
         self.resolutions: dict[Addr, Resolution] = {}
         self._channel: grpc.aio.Channel | None = None
@@ -159,21 +164,33 @@ class DestinationRouter:
             res.timer.cancel()
 
     def _channel_now(self) -> grpc.aio.Channel:
-        """A channel with this proxy's current certificate (a new one after renewal)."""
+        """A channel presenting this proxy's current certificate (a new one after renewal).
+
+        Without identity the server is still verified against the trust anchors when they are
+        known; with neither, the channel is plaintext.
+        """
         creds = self.identity.current if self.identity is not None else None
         leaf = creds.leaf if creds is not None else None
         if self._channel is None or leaf is not self._channel_leaf:
+            if self._channel is not None:
+                # Streams on the old channel end when it closes and resubscribe on the new one.
+                old = self._channel
+                loop = asyncio.get_running_loop()
+                loop.call_later(OLD_CHANNEL_GRACE, lambda: loop.create_task(old.close()))
             target = f"{self.svc_addr[0]}:{self.svc_addr[1]}"
-            if self.identity is None or creds is None:
-                self._channel = grpc.aio.insecure_channel(target)
-            else:
+            options = [("grpc.ssl_target_name_override", self.svc_name)]
+            if self.identity is not None and creds is not None:
                 tls = grpc.ssl_channel_credentials(
                     root_certificates=self.identity.cfg.trust_anchors_pem,
                     private_key=self.identity.key_pem,
                     certificate_chain=creds.chain_pem,
                 )
-                options = [("grpc.ssl_target_name_override", self.svc_name)]
                 self._channel = grpc.aio.secure_channel(target, tls, options=options)
+            elif self.anchors_pem:
+                tls = grpc.ssl_channel_credentials(root_certificates=self.anchors_pem)
+                self._channel = grpc.aio.secure_channel(target, tls, options=options)
+            else:
+                self._channel = grpc.aio.insecure_channel(target)
             self._channel_leaf = leaf
         return self._channel
 
@@ -191,9 +208,11 @@ class DestinationRouter:
                 request_serializer=destination_pb2.GetDestination.SerializeToString,
                 response_deserializer=destination_pb2.Update.FromString,
             )
+            first = True
             try:
                 async for update in get(request):
-                    res.apply(update)
+                    res.apply(update, first)
+                    first = False
                     delay = self.backoff[0]
                 log.info("destination stream for %s ended; resubscribing", path)
             except grpc.aio.AioRpcError as exc:

@@ -133,6 +133,7 @@ class H1Server(asyncio.Protocol):
         self.tunnel: H1Upstream | None = None
         self.connecting: asyncio.Task[None] | None = None
         self.client_id = ctx.client_id.encode() if ctx.client_id else None
+        self.corked: list[bytes] | None = None
 
     # -- bytes in ---------------------------------------------------------------------------
 
@@ -317,9 +318,24 @@ class H1Server(asyncio.Protocol):
     # -- responses --------------------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        """Write response bytes to the client."""
+        """Write response bytes to the client (held back while corked)."""
         self.ctx.stats.written += len(data)
+        if self.corked is not None:
+            self.corked.append(data)
+            return
         self.transport.write(data)
+
+    def cork(self) -> None:
+        """Hold writes until :meth:`uncork`, so a response head and body go out together
+        (one send, and one TLS record, instead of several)."""
+        if self.corked is None:
+            self.corked = []
+
+    def uncork(self) -> None:
+        """Write what was held back, in one piece."""
+        held, self.corked = self.corked, None
+        if held:
+            self.transport.write(held[0] if len(held) == 1 else b"".join(held))
 
     def respond_error(self, ex: _Exchange, err: ProxyError) -> None:
         """Answer ``ex`` (which must be at the head of the queue) with a proxy error."""
@@ -375,6 +391,7 @@ class H1Server(asyncio.Protocol):
         self._close_after_write()
 
     def _close_after_write(self) -> None:
+        self.uncork()
         self.closed = True
         for ex in self.queue:
             if ex.upstream is not None and not ex.response_done:
@@ -468,6 +485,8 @@ class H1Upstream(asyncio.Protocol):
         if self.ex is None:
             self.transport.close()  # bytes nobody asked for
             return
+        if down is not None:
+            down.cork()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -476,6 +495,9 @@ class H1Upstream(asyncio.Protocol):
                 down.write(rest)
         except httptools.HttpParserError as exc:
             self._failed(f"malformed HTTP response: {exc}")
+        finally:
+            if down is not None:
+                down.uncork()
 
     def eof_received(self) -> bool:
         down = self.down

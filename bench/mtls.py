@@ -1,0 +1,270 @@
+"""The cost of mTLS: a meshed pair with identity against the same pair in plaintext.
+
+One local cluster (``weft cluster``) with its real control plane runs three copies of the same
+client and backend, each in its own namespace:
+
+- ``direct``: not meshed; the client loads the backend pod's IP directly (the baseline);
+- ``plain``: meshed with ``config.linkerd.io/disable-identity``; discovery and balancing on,
+  plaintext between the proxies;
+- ``mtls``: meshed with identity (the default): TLS 1.3 between the proxies.
+
+Every client targets its backend's pod IP, so all three paths differ only in the proxies. The
+targets come from the identity issue: the mTLS pair's added p50 at 1000 req/s at most 1.3 times
+the plaintext pair's, and its maximum throughput at least 80 % of it. The client proxy's
+``tcp_open_total{peer="dst"}`` after the run shows that handshakes are paid per connection.
+
+    sudo .venv/bin/python bench/mtls.py [--seconds 10] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import configs
+from bench.loadgen import (
+    GRPC_PATH,
+    H1,
+    H2,
+    BenchError,
+    Load,
+    LoadGen,
+    Outcome,
+    grpc_frame,
+)
+from bench.usage import monitor
+from tests.local_cluster import LocalCluster
+from tests.mesh import wait_for
+
+H1_PORT, H2_PORT = 8080, 8081
+LOADS = (Load(H1, 1000), Load(H1, None), Load(H2, 1000), Load(H2, None))
+NAMESPACES = ("direct", "plain", "mtls")
+
+
+def say(message: str) -> None:
+    """Progress on stderr."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def manifest(namespace: str, prefix: Path) -> str:
+    """A backend (nginx) and an idle client in ``namespace``, meshed as the name says."""
+    annotations = {
+        "direct": "",
+        "plain": "linkerd.io/inject: enabled\n        config.linkerd.io/disable-identity: 'true'",
+        "mtls": "linkerd.io/inject: enabled",
+    }[namespace]
+    meta = f"\n      annotations:\n        {annotations}" if annotations else ""
+    conf = prefix / "nginx.conf"
+    return f"""
+apiVersion: v1
+kind: Namespace
+metadata: {{name: {namespace}}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: backend, namespace: {namespace}}}
+spec:
+  selector: {{matchLabels: {{app: backend}}}}
+  template:
+    metadata:
+      labels: {{app: backend}}{meta}
+    spec:
+      containers:
+      - name: nginx
+        command: [nginx, -p, "{prefix}/", -e, "{prefix}/error.log", -c, "{conf}"]
+        ports: [{{name: http, containerPort: {H1_PORT}}}, {{name: grpc, containerPort: {H2_PORT}}}]
+        readinessProbe:
+          tcpSocket: {{port: {H1_PORT}}}
+          periodSeconds: 1
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: client, namespace: {namespace}}}
+spec:
+  selector: {{matchLabels: {{app: client}}}}
+  template:
+    metadata:
+      labels: {{app: client}}{meta}
+    spec:
+      containers:
+      - name: sleep
+        command: [sleep, infinity]
+"""
+
+
+@dataclass
+class Measured:
+    """One load against one namespace."""
+
+    load: str
+    outcome: dict[str, Any] | None = None
+    cpu_us_per_req: float | None = None
+    error: str = ""
+
+
+@dataclass
+class PathResult:
+    """Everything measured through one namespace's path."""
+
+    namespace: str
+    runs: list[Measured] = field(default_factory=list)
+    dst_connections: float | None = None
+    tls_dst_connections: float | None = None
+
+
+def _metric(text: str, name: str, **labels: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total
+
+
+def run_path(cluster: LocalCluster, namespace: str, workdir: Path, seconds: int) -> PathResult:
+    """Warm up and apply every load from ``namespace``'s client to its backend's pod IP."""
+    backend = cluster.wait_ready(namespace, "backend-", 1, timeout=90)[0]
+    client = cluster.wait_ready(namespace, "client-", 1, timeout=90)[0]
+    name = client["metadata"]["name"]
+    ip = backend["status"]["podIP"]
+    urls = {H1: f"http://{ip}:{H1_PORT}/", H2: f"http://{ip}:{H2_PORT}{GRPC_PATH}"}
+
+    def runner(argv: Sequence[str], timeout: float) -> Any:
+        return cluster.exec(name, namespace, list(argv), check=False, timeout=timeout)
+
+    gen = LoadGen(runner, workdir / namespace)
+    proxies = {
+        f"{role}-proxy": pid
+        for role, pod in (("client", client), ("server", backend))
+        for pid in cluster.pids(pod, "weft proxy")[:1]
+    }
+    result = PathResult(namespace)
+    for proto in (H1, H2):
+        gen.warm_up(proto, urls[proto])
+    for load in LOADS:
+        run = Measured(load.key)
+        try:
+            with monitor(proxies) as usage:
+                outcome: Outcome = gen.measure(load, urls[load.proto], seconds)
+            run.outcome = asdict(outcome)
+            if proxies and outcome.requests:
+                cpu = sum(u.cpu_s for u in usage.values())
+                run.cpu_us_per_req = cpu / outcome.requests / len(proxies) * 1e6
+            say(
+                f"[{namespace}] {load.label}: p50 {outcome.p50_ms} ms, "
+                f"{outcome.rps:.0f} req/s, errors {outcome.errors + outcome.non_2xx}"
+            )
+        except BenchError as exc:
+            run.error = str(exc)
+            say(f"[{namespace}] {load.label}: {exc}")
+        result.runs.append(run)
+    if namespace != "direct":
+        text = cluster.exec(name, namespace, ["curl", "-sS", "http://127.0.0.1:4191/metrics"])
+        labels = {"direction": "outbound", "peer": "dst"}
+        result.dst_connections = _metric(text.stdout, "tcp_open_total", **labels)
+        result.tls_dst_connections = _metric(text.stdout, "tcp_open_total", tls="true", **labels)
+    return result
+
+
+def _get(result: PathResult, load: str, key: str) -> float | None:
+    for run in result.runs:
+        if run.load == load and run.outcome is not None:
+            value = run.outcome.get(key)
+            return None if value is None else float(value)
+    return None
+
+
+def report(results: dict[str, PathResult]) -> list[str]:
+    """The comparison lines: added latency, throughput ratio, CPU and connections."""
+    lines = []
+    for proto in ("h1", "grpc"):
+        base = _get(results["direct"], f"{proto}@1000", "p50_ms")
+        plain = _get(results["plain"], f"{proto}@1000", "p50_ms")
+        mtls = _get(results["mtls"], f"{proto}@1000", "p50_ms")
+        if None not in (base, plain, mtls):
+            assert base is not None and plain is not None and mtls is not None
+            added_plain, added_mtls = plain - base, mtls - base
+            ratio = added_mtls / added_plain if added_plain > 0 else float("inf")
+            verdict = "pass" if ratio <= 1.3 else "FAIL"
+            lines.append(
+                f"{proto} added p50 @1000/s: mTLS +{added_mtls:.3f} ms vs plaintext "
+                f"+{added_plain:.3f} ms = {ratio:.2f}x (target <= 1.3x: {verdict})"
+            )
+        top_plain = _get(results["plain"], f"{proto}@max", "rps")
+        top_mtls = _get(results["mtls"], f"{proto}@max", "rps")
+        if top_plain and top_mtls:
+            share = top_mtls / top_plain
+            verdict = "pass" if share >= 0.8 else "FAIL"
+            lines.append(
+                f"{proto} max throughput: mTLS {top_mtls:.0f} vs plaintext {top_plain:.0f} req/s "
+                f"= {share:.1%} (target >= 80%: {verdict})"
+            )
+        for ns in ("plain", "mtls"):
+            cpu = next(
+                (r.cpu_us_per_req for r in results[ns].runs if r.load == f"{proto}@max"), None
+            )
+            if cpu is not None:
+                lines.append(f"{proto} CPU per request per proxy at max, {ns}: {cpu:.1f} us")
+    for ns in ("plain", "mtls"):
+        res = results[ns]
+        lines.append(
+            f"{ns}: the client proxy opened {res.dst_connections:.0f} connections to the server "
+            f"({res.tls_dst_connections:.0f} of them TLS) over the whole run"
+        )
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the comparison; print the report; write JSON to ``--out``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=10, help="per load")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    if not configs.ECHO_MODULE.exists():
+        say(f"missing {configs.ECHO_MODULE}: apt-get install libnginx-mod-http-echo")
+        return 2
+    with tempfile.TemporaryDirectory(prefix="weft-bench-mtls-") as tmp:
+        workdir = Path(tmp)
+        cluster = LocalCluster(workdir, pod_cidr="10.254.0.0/16", service_cidr="10.255.0.0/16")
+        say(f"cluster {cluster.name} up")
+        cluster.up()
+        try:
+            grpc_body = workdir / "grpc-body.bin"
+            grpc_body.write_bytes(grpc_frame())
+            for ns in NAMESPACES:
+                (workdir / ns).mkdir()
+                prefix = workdir / ns / "nginx"
+                prefix.mkdir()
+                conf = configs.backend_nginx(prefix, H1_PORT, H2_PORT, grpc_body)
+                (prefix / "nginx.conf").write_text(conf)
+                cluster.apply(manifest(ns, prefix))
+            wait_for(
+                lambda: all(cluster.ready_pods(ns, "client-") for ns in NAMESPACES),
+                120,
+                what="every client pod ready",
+                interval=0.5,
+            )
+            results = {ns: run_path(cluster, ns, workdir, args.seconds) for ns in NAMESPACES}
+        finally:
+            cluster.down()
+    lines = report(results)
+    print("\n".join(lines))
+    if args.out:
+        args.out.write_text(
+            json.dumps({ns: asdict(r) for ns, r in results.items()}, indent=2) + "\n"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
