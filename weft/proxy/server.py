@@ -237,9 +237,14 @@ class _Peeker:
                 ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if ctx is not None else None,
             )
         except (OSError, TimeoutError) as exc:
-            listener.metrics.tcp_error(listener.direction, "tls_handshake")
-            reason = getattr(exc, "verify_message", None) or getattr(exc, "reason", None) or exc
-            log.warning("refused TLS from %s: %s", _peer_text(self.sock), reason)
+            if ctx is not None:
+                listener.metrics.tcp_error(listener.direction, "tls_handshake")
+                reason = getattr(exc, "verify_message", None) or getattr(exc, "reason", None)
+                log.warning("refused TLS from %s: %s", _peer_text(self.sock), reason or exc)
+            else:
+                log.debug(
+                    "connection from %s lost before it was served: %s", _peer_text(self.sock), exc
+                )
             with contextlib.suppress(OSError):
                 self.sock.close()
 
