@@ -8,18 +8,20 @@ client and backend, each in its own namespace:
   plaintext between the proxies;
 - ``mtls``: meshed with identity (the default): TLS 1.3 between the proxies.
 
-Every client targets its backend's pod IP, so all three paths differ only in the proxies. The
+Every client targets its backend's pod IP, so all three paths differ only in the proxies; the
+loads run in interleaved rounds and the figures are medians over the rounds. The
 targets come from the identity issue: the mTLS pair's added p50 at 1000 req/s at most 1.3 times
 the plaintext pair's, and its maximum throughput at least 80 % of it. The client proxy's
 ``tcp_open_total{peer="dst"}`` after the run shows that handshakes are paid per connection.
 
-    sudo .venv/bin/python bench/mtls.py [--seconds 10] [--out FILE]
+    sudo .venv/bin/python bench/mtls.py [--seconds 5] [--rounds 3] [--out FILE]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -107,6 +109,7 @@ class Measured:
     load: str
     outcome: dict[str, Any] | None = None
     cpu_us_per_req: float | None = None
+    max_rss_mb: float | None = None
     error: str = ""
 
 
@@ -131,7 +134,9 @@ def _metric(text: str, name: str, **labels: str) -> float:
     return total
 
 
-def run_path(cluster: LocalCluster, namespace: str, workdir: Path, seconds: int) -> PathResult:
+def run_path(
+    cluster: LocalCluster, namespace: str, workdir: Path, seconds: int, result: PathResult
+) -> None:
     """Warm up and apply every load from ``namespace``'s client to its backend's pod IP."""
     backend = cluster.wait_ready(namespace, "backend-", 1, timeout=90)[0]
     client = cluster.wait_ready(namespace, "client-", 1, timeout=90)[0]
@@ -142,13 +147,12 @@ def run_path(cluster: LocalCluster, namespace: str, workdir: Path, seconds: int)
     def runner(argv: Sequence[str], timeout: float) -> Any:
         return cluster.exec(name, namespace, list(argv), check=False, timeout=timeout)
 
-    gen = LoadGen(runner, workdir / namespace)
+    gen = LoadGen(runner, workdir)
     proxies = {
         f"{role}-proxy": pid
         for role, pod in (("client", client), ("server", backend))
         for pid in cluster.pids(pod, "weft proxy")[:1]
     }
-    result = PathResult(namespace)
     for proto in (H1, H2):
         gen.warm_up(proto, urls[proto])
     for load in LOADS:
@@ -160,6 +164,7 @@ def run_path(cluster: LocalCluster, namespace: str, workdir: Path, seconds: int)
             if proxies and outcome.requests:
                 cpu = sum(u.cpu_s for u in usage.values())
                 run.cpu_us_per_req = cpu / outcome.requests / len(proxies) * 1e6
+                run.max_rss_mb = max(u.max_rss_mb for u in usage.values())
             say(
                 f"[{namespace}] {load.label}: p50 {outcome.p50_ms} ms, "
                 f"{outcome.rps:.0f} req/s, errors {outcome.errors + outcome.non_2xx}"
@@ -173,15 +178,16 @@ def run_path(cluster: LocalCluster, namespace: str, workdir: Path, seconds: int)
         labels = {"direction": "outbound", "peer": "dst"}
         result.dst_connections = _metric(text.stdout, "tcp_open_total", **labels)
         result.tls_dst_connections = _metric(text.stdout, "tcp_open_total", tls="true", **labels)
-    return result
 
 
 def _get(result: PathResult, load: str, key: str) -> float | None:
-    for run in result.runs:
-        if run.load == load and run.outcome is not None:
-            value = run.outcome.get(key)
-            return None if value is None else float(value)
-    return None
+    """The median over the rounds of one figure of one load."""
+    values = [
+        float(run.outcome[key])
+        for run in result.runs
+        if run.load == load and run.outcome is not None and run.outcome.get(key) is not None
+    ]
+    return statistics.median(values) if values else None
 
 
 def report(results: dict[str, PathResult]) -> list[str]:
@@ -213,8 +219,12 @@ def report(results: dict[str, PathResult]) -> list[str]:
             cpu = next(
                 (r.cpu_us_per_req for r in results[ns].runs if r.load == f"{proto}@max"), None
             )
-            if cpu is not None:
-                lines.append(f"{proto} CPU per request per proxy at max, {ns}: {cpu:.1f} us")
+            rss = next((r.max_rss_mb for r in results[ns].runs if r.load == f"{proto}@max"), None)
+            if cpu is not None and rss is not None:
+                lines.append(
+                    f"{proto} at max, {ns}: CPU per request per proxy {cpu:.1f} us, "
+                    f"peak proxy RSS {rss:.1f} MB"
+                )
     for ns in ("plain", "mtls"):
         res = results[ns]
         lines.append(
@@ -227,7 +237,8 @@ def report(results: dict[str, PathResult]) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the comparison; print the report; write JSON to ``--out``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=10, help="per load")
+    parser.add_argument("--seconds", type=int, default=5, help="per load")
+    parser.add_argument("--rounds", type=int, default=3, help="figures are medians of rounds")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     if not configs.ECHO_MODULE.exists():
@@ -254,7 +265,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 what="every client pod ready",
                 interval=0.5,
             )
-            results = {ns: run_path(cluster, ns, workdir, args.seconds) for ns in NAMESPACES}
+            results = {ns: PathResult(ns) for ns in NAMESPACES}
+            for round_no in range(args.rounds):  # interleaved, so drift hits every path alike
+                for ns in NAMESPACES:
+                    scratch = workdir / ns / f"round-{round_no}"
+                    scratch.mkdir()
+                    run_path(cluster, ns, scratch, args.seconds, results[ns])
         finally:
             cluster.down()
     lines = report(results)

@@ -35,7 +35,8 @@ from weft.api import identity_pb2_grpc
 from weft.controller.identity.authority import Authority, AuthorityConfig
 from weft.controller.identity.server import serve_identity
 from weft.identity import certs
-from weft.identity.client import IdentityConfig, LocalIdentity
+from weft.identity.client import LocalIdentity
+from weft.identity.config import IdentityConfig
 from weft.identity.names import identity_name
 from weft.local import tokens
 from weft.platform import TokenReview, WatchEvent

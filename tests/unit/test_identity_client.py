@@ -18,11 +18,11 @@ from weft.api import identity_pb2
 from weft.identity import certs, trust
 from weft.identity.client import (
     CertifyError,
-    IdentityConfig,
     LocalIdentity,
     refresh_delay,
     tls_contexts,
 )
+from weft.identity.config import IdentityConfig
 from weft.identity.names import identity_name
 
 NOW = datetime.now(UTC)

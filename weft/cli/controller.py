@@ -198,7 +198,7 @@ def destination(
 ) -> None:
     """The destination service: endpoints and identities for proxies (Destination/Get)."""
     from weft.controller.destination.addresses import MeshSettings
-    from weft.identity.client import IdentityConfig
+    from weft.identity.config import IdentityConfig
     from weft.identity.names import identity_name
 
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")

@@ -1,26 +1,42 @@
-"""The ``weft`` command."""
+"""The ``weft`` command.
+
+Subcommands are imported only when they run: the sidecar (``weft proxy``) must not pay, in
+start-up time and memory, for the CLI's cluster client, certificate checks and the like.
+"""
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
-from weft.cli.check import check
-from weft.cli.cluster import cluster
-from weft.cli.controller import controller
-from weft.cli.identity import identity
-from weft.cli.proxy import proxy
-from weft.cli.proxy_init import proxy_init
+# name -> (module, attribute)
+COMMANDS = {
+    "check": ("weft.cli.check", "check"),
+    "cluster": ("weft.cli.cluster", "cluster"),
+    "controller": ("weft.cli.controller", "controller"),
+    "identity": ("weft.cli.identity", "identity"),
+    "proxy": ("weft.cli.proxy", "proxy"),
+    "proxy-init": ("weft.cli.proxy_init", "proxy_init"),
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        spec = COMMANDS.get(cmd_name)
+        if spec is None:
+            return None
+        command = getattr(importlib.import_module(spec[0]), spec[1])
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="weft")
 def cli() -> None:
     """weft: a service mesh that speaks Linkerd's contracts."""
-
-
-cli.add_command(proxy)
-cli.add_command(cluster)
-cli.add_command(proxy_init)
-cli.add_command(controller)
-cli.add_command(check)
-cli.add_command(identity)

@@ -21,27 +21,12 @@ from cryptography import x509
 
 from weft.api import identity_pb2
 from weft.identity import certs
+from weft.identity.config import IdentityConfig
 
 log = logging.getLogger("weft.identity.client")
 
 CERTIFY = "/io.linkerd.proxy.identity.Identity/Certify"
 TRUST_ANCHORS_VAR = "LINKERD2_PROXY_IDENTITY_TRUST_ANCHORS"
-
-
-@dataclass(frozen=True)
-class IdentityConfig:
-    """Where a workload gets its certificate, and what it is called."""
-
-    local_name: str
-    trust_anchors_pem: bytes
-    token_file: str
-    svc_addr: tuple[str, int]
-    svc_name: str
-    min_refresh: float = 10.0
-    max_refresh: float = 86400.0
-    certify_timeout: float = 5.0
-    backoff_min: float = 0.1
-    backoff_max: float = 5.0
 
 
 @dataclass(frozen=True)

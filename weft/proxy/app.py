@@ -7,16 +7,18 @@ import logging
 import os
 import signal
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from weft.identity.client import LocalIdentity
 from weft.proxy.admin import AdminState, start_admin
 from weft.proxy.config import ConfigError, ProxyConfig
 from weft.proxy.context import INBOUND, OUTBOUND, ConnTracker
-from weft.proxy.destination import DestinationRouter
 from weft.proxy.discovery import OriginalDestination, Router
 from weft.proxy.log import LogControl
 from weft.proxy.metrics import ProxyMetrics
 from weft.proxy.server import Listener
+
+if TYPE_CHECKING:
+    from weft.identity.client import LocalIdentity
 
 log = logging.getLogger("weft.proxy")
 
@@ -25,6 +27,8 @@ def make_router(config: ProxyConfig, identity: LocalIdentity | None) -> Router:
     """The destination service client when one is configured, else original destinations."""
     if config.destination_addr is None:
         return OriginalDestination()
+    from weft.proxy.destination import DestinationRouter  # grpc: only when discovery is on
+
     if config.trust_anchors_pem and not config.destination_name:
         raise ConfigError(
             "LINKERD2_PROXY_DESTINATION_SVC_NAME must be set with DESTINATION_SVC_ADDR "
@@ -49,6 +53,8 @@ async def run(env: Mapping[str, str]) -> int:
     tracker = ConnTracker()
     identity = None
     if config.identity is not None:
+        from weft.identity.client import LocalIdentity  # grpc, cryptography: only with identity
+
         identity = LocalIdentity(
             config.identity, lambda c: setattr(metrics, "cert_expiry", c.expiry.timestamp())
         )
@@ -84,8 +90,9 @@ async def run(env: Mapping[str, str]) -> int:
     retire.cancel()
     if identity is not None:
         identity.stop()
-    if isinstance(router, DestinationRouter):
-        router.close()
+    close = getattr(router, "close", None)
+    if close is not None:
+        close()
     admin.close()
     return 0
 

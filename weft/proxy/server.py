@@ -8,9 +8,8 @@ import logging
 import socket
 import ssl
 from dataclasses import dataclass, field
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
-from weft.identity.client import LocalIdentity
 from weft.proxy.config import DirectionConfig, ProxyConfig
 from weft.proxy.context import INBOUND, Addr, ConnContext, ConnTracker, original_dst
 from weft.proxy.detect import MAX_DETECT_BYTES, Protocol, detect
@@ -28,6 +27,9 @@ from weft.proxy.tls import (
     peer_identity,
 )
 from weft.proxy.tls_hello import MAX_HELLO_BYTES, ClientHello, Hello, parse_client_hello
+
+if TYPE_CHECKING:
+    from weft.identity.client import LocalIdentity
 
 log = logging.getLogger("weft.proxy.server")
 

@@ -10,10 +10,13 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from weft.identity.client import LocalIdentity
 from weft.proxy.discovery import Endpoint
 from weft.proxy.metrics import LabelPairs
+
+if TYPE_CHECKING:
+    from weft.identity.client import LocalIdentity
 
 TLS_DISABLED: LabelPairs = (("tls", "disabled"),)
 TLS_HANDSHAKE_TIMEOUT = 10.0

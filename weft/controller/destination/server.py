@@ -13,7 +13,8 @@ from weft.controller.admin import render_metrics, start_admin
 from weft.controller.destination.addresses import MeshSettings
 from weft.controller.destination.service import DestinationService
 from weft.controller.tls import RotatingServerCredentials
-from weft.identity.client import IdentityConfig, LocalIdentity
+from weft.identity.client import LocalIdentity
+from weft.identity.config import IdentityConfig
 from weft.platform import Platform
 
 log = logging.getLogger("weft.controller.destination")
