@@ -299,7 +299,7 @@ async def test_stop_kills_a_group_ignoring_sigterm_after_the_grace(tmp_path: Pat
     async with asyncio.timeout(TIMEOUT):
         await sup.stop(grace=0.3)
         await task
-    assert loop.time() - began >= 0.3
+    assert loop.time() - began >= 0.3 - 0.002  # libuv's clock has millisecond steps
     assert (sup.state.kind, sup.state.exit_code) == ("terminated", 137)
     assert sup.restart_count == 0 and sup.done.is_set()
     await eventually(lambda: gone(child))
