@@ -43,7 +43,7 @@ from bench.loadgen import (
     grpc_frame,
 )
 from bench.usage import monitor
-from tests.local_cluster import LocalCluster
+from tests.local_cluster import LocalCluster, metric_total
 from tests.mesh import wait_for
 
 H1_PORT, H2_PORT = 8080, 8081
@@ -123,17 +123,6 @@ class PathResult:
     tls_dst_connections: float | None = None
 
 
-def _metric(text: str, name: str, **labels: str) -> float:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    total = 0.0
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-    return total
-
-
 def run_path(
     cluster: LocalCluster, namespace: str, workdir: Path, seconds: int, result: PathResult
 ) -> None:
@@ -176,8 +165,10 @@ def run_path(
     if namespace != "direct":
         text = cluster.exec(name, namespace, ["curl", "-sS", "http://127.0.0.1:4191/metrics"])
         labels = {"direction": "outbound", "peer": "dst"}
-        result.dst_connections = _metric(text.stdout, "tcp_open_total", **labels)
-        result.tls_dst_connections = _metric(text.stdout, "tcp_open_total", tls="true", **labels)
+        result.dst_connections = metric_total(text.stdout, "tcp_open_total", **labels)
+        result.tls_dst_connections = metric_total(
+            text.stdout, "tcp_open_total", tls="true", **labels
+        )
 
 
 def _get(result: PathResult, load: str, key: str) -> float | None:

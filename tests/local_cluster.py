@@ -11,11 +11,15 @@ import json
 import secrets
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.mesh import REPO_ROOT, wait_for
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.mesh import REPO_ROOT, netns_skip_reason, wait_for
 from weft.local import netns as ns
 from weft.local.cluster_config import ClusterConfig
 
@@ -165,3 +169,34 @@ class LocalCluster:
         if self.state_dir.exists():
             found.append(f"state dir {self.state_dir}")
         return found
+
+
+@contextmanager
+def running_cluster(
+    state_root: Path, pod_cidr: str, service_cidr: str, *up_args: str
+) -> Iterator[LocalCluster]:
+    """A cluster that is up for the block; afterwards it is removed and nothing of it may remain.
+
+    Skips the test when the host cannot make network namespaces.
+    """
+    reason = netns_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    cluster = LocalCluster(state_root, pod_cidr=pod_cidr, service_cidr=service_cidr)
+    cluster.up(*up_args)
+    try:
+        yield cluster
+    finally:
+        proc = cluster.down()
+    assert proc.returncode == 0, proc.stderr
+    assert cluster.leftovers() == []
+
+
+def metric_total(text: str, name: str, **labels: str) -> float:
+    """The sum of the samples of ``name`` in a Prometheus exposition whose labels match."""
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total

@@ -14,10 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.local_cluster import APPS, LocalCluster
-from tests.mesh import netns_skip_reason, wait_for
+from tests.local_cluster import APPS, LocalCluster, metric_total, running_cluster
+from tests.mesh import wait_for
 
 pytestmark = pytest.mark.netns
 
@@ -88,19 +87,8 @@ spec:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    reason = netns_skip_reason()
-    if reason:
-        pytest.skip(reason)
-    c = LocalCluster(
-        tmp_path_factory.mktemp("clusters"), pod_cidr=POD_CIDR, service_cidr=SERVICE_CIDR
-    )
-    c.up()
-    try:
+    with running_cluster(tmp_path_factory.mktemp("clusters"), POD_CIDR, SERVICE_CIDR) as c:
         yield c
-    finally:
-        proc = c.down()
-    assert proc.returncode == 0, proc.stderr
-    assert c.leftovers() == []
 
 
 def curl(cluster: LocalCluster, namespace: str, client: str, url: str) -> str:
@@ -202,15 +190,6 @@ def test_scaling_and_a_template_change_roll_the_pods(cluster: LocalCluster) -> N
     wait_for(rolled, 90, what="every pod replaced by one of the new template", interval=0.2)
 
 
-def _metric(text: str, name: str, **labels: str) -> float:
-    total = 0.0
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-    return total
-
-
 def test_injected_pods_go_through_their_proxies(cluster: LocalCluster) -> None:
     cluster.apply(app_manifest("meshed", inject=True))
     backends = cluster.wait_ready("meshed", "whoami-", 2)
@@ -227,13 +206,13 @@ def test_injected_pods_go_through_their_proxies(cluster: LocalCluster) -> None:
 
     def outbound() -> float:
         text = curl(cluster, "meshed", client, "http://127.0.0.1:4191/metrics")
-        return _metric(text, "request_total", direction="outbound")
+        return metric_total(text, "request_total", direction="outbound")
 
     assert outbound() == requests
     inbound = 0.0
     for pod in backends:
         text = curl(cluster, "meshed", client, f"http://{pod['status']['podIP']}:4191/metrics")
-        inbound += _metric(text, "request_total", direction="inbound")
+        inbound += metric_total(text, "request_total", direction="inbound")
     # Readiness and liveness probes also come in through the inbound proxy.
     assert inbound >= requests
     logs = cluster.run("logs", client, "-n", "meshed", "-c", "linkerd-proxy").stdout

@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 import pytest
 
 from tests.e2e.test_cluster import app_manifest
-from tests.local_cluster import LocalCluster
-from tests.mesh import REPO_ROOT, netns_skip_reason
+from tests.local_cluster import LocalCluster, running_cluster
+from tests.mesh import REPO_ROOT
 from weft.identity.certs import dns_names, load_certs_pem
 from weft.identity.trust import generate_trust
 
@@ -46,23 +46,12 @@ spec:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    reason = netns_skip_reason()
-    if reason:
-        pytest.skip(reason)
-    c = LocalCluster(
-        tmp_path_factory.mktemp("clusters"), pod_cidr=POD_CIDR, service_cidr=SERVICE_CIDR
-    )
-    c.up()
-    try:
+    with running_cluster(tmp_path_factory.mktemp("clusters"), POD_CIDR, SERVICE_CIDR) as c:
         c.apply(app_manifest(NAMESPACE, inject=True, replicas=1))
         c.apply(UNMESHED_POD)
         c.wait_ready(NAMESPACE, "whoami-", 1)
         c.wait_ready(NAMESPACE, "client-", 1)
         yield c
-    finally:
-        proc = c.down()
-    assert proc.returncode == 0, proc.stderr
-    assert c.leftovers() == []
 
 
 def weft(

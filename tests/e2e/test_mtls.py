@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.test_cluster import app_manifest
-from tests.local_cluster import APPS, LocalCluster
-from tests.mesh import netns_skip_reason, wait_for
+from tests.local_cluster import APPS, LocalCluster, metric_total, running_cluster
+from tests.mesh import wait_for
 from weft.identity import certs, trust
 
 pytestmark = pytest.mark.netns
@@ -37,22 +36,11 @@ def identity(sa: str, namespace: str) -> str:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    reason = netns_skip_reason()
-    if reason:
-        pytest.skip(reason)
-    c = LocalCluster(
-        tmp_path_factory.mktemp("clusters"), pod_cidr=POD_CIDR, service_cidr=SERVICE_CIDR
-    )
-    c.up()
-    try:
+    with running_cluster(tmp_path_factory.mktemp("clusters"), POD_CIDR, SERVICE_CIDR) as c:
         c.apply(app_manifest(NS, inject=True))
         c.apply(TCP_APP.format(ns=NS, app=APPS / "tcp_app.py"))
         c.apply(app_manifest("outside"))  # an unmeshed namespace
         yield c
-    finally:
-        proc = c.down()
-    assert proc.returncode == 0, proc.stderr
-    assert c.leftovers() == []
 
 
 TCP_APP = """
@@ -90,15 +78,6 @@ def _pod(cluster: LocalCluster, namespace: str, prefix: str) -> dict[str, Any]:
 def _curl(cluster: LocalCluster, namespace: str, pod: str, *args: str) -> str:
     proc = cluster.exec(pod, namespace, ["curl", "-sS", "--max-time", "5", *args])
     return proc.stdout
-
-
-def _metric(text: str, name: str, **labels: str) -> float:
-    total = 0.0
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-    return total
 
 
 def _metrics(cluster: LocalCluster, namespace: str, pod: str) -> str:
@@ -145,15 +124,19 @@ def test_bytes_between_meshed_pods_are_tls_and_metrics_name_both_ends(
 
     client_id = identity("default", NS)
     text = _metrics(cluster, NS, client)
-    assert _metric(text, "request_total", direction="outbound", tls="true", server_id=client_id)
-    assert not _metric(text, "request_total", direction="outbound", tls="no_identity")
+    assert metric_total(
+        text, "request_total", direction="outbound", tls="true", server_id=client_id
+    )
+    assert not metric_total(text, "request_total", direction="outbound", tls="no_identity")
     inbound = 0.0
     for pod in backends:
         text = _curl(cluster, NS, client, f"http://{pod['status']['podIP']}:4191/metrics")
-        inbound += _metric(
+        inbound += metric_total(
             text, "request_total", direction="inbound", tls="true", client_id=client_id
         )
-        assert _metric(text, "tcp_open_total", direction="inbound", peer="src", client_id=client_id)
+        assert metric_total(
+            text, "tcp_open_total", direction="inbound", peer="src", client_id=client_id
+        )
     assert inbound >= 10
 
 
@@ -175,7 +158,7 @@ def test_the_app_sees_the_verified_client_id_and_never_a_forged_one(
     total = 0.0
     for pod in backend:
         text = _curl(cluster, NS, meshed, f"http://{pod['status']['podIP']}:4191/metrics")
-        total += _metric(
+        total += metric_total(
             text,
             "request_total",
             direction="inbound",
@@ -196,7 +179,7 @@ def test_opaque_tcp_between_meshed_pods_is_tls_too(cluster: LocalCluster) -> Non
     assert result["echo"] == "ping\n", result
     ip = server["status"]["podIP"]
     text = _curl(cluster, NS, client, f"http://{ip}:4191/metrics")
-    assert _metric(
+    assert metric_total(
         text, "tcp_open_total", direction="inbound", peer="src", tls="true",
         client_id=identity("default", NS),
     )  # fmt: skip
@@ -209,7 +192,7 @@ def test_a_meshed_client_still_reaches_unmeshed_servers_in_plaintext(
     cluster.wait_ready("outside", "whoami-", 2)
     assert _curl(cluster, NS, client, "http://whoami-svc.outside/").startswith("whoami-")
     text = _metrics(cluster, NS, client)
-    assert _metric(
+    assert metric_total(
         text,
         "request_total",
         direction="outbound",
@@ -266,7 +249,7 @@ def test_the_inbound_proxy_refuses_a_foreign_or_expired_client_certificate(
         "expired": _write_leaf(tmp_path, real.issuer, claimed, issued_at, timedelta(seconds=30)),
     }
     text = _curl(cluster, "outside", outside, f"http://{ip}:4191/metrics")
-    before = _metric(text, "inbound_tcp_errors_total", error="tls_handshake")
+    before = metric_total(text, "inbound_tcp_errors_total", error="tls_handshake")
     for what, (cert_file, key_file) in cases.items():
         proc = cluster.exec(
             outside,
@@ -277,7 +260,7 @@ def test_the_inbound_proxy_refuses_a_foreign_or_expired_client_certificate(
         result = json.loads(proc.stdout.strip().splitlines()[-1])
         assert not result["ok"], (what, result)
     text = _curl(cluster, "outside", outside, f"http://{ip}:4191/metrics")
-    assert _metric(text, "inbound_tcp_errors_total", error="tls_handshake") == before + 2
+    assert metric_total(text, "inbound_tcp_errors_total", error="tls_handshake") == before + 2
     logs = cluster.run("logs", backend["metadata"]["name"], "-n", NS, "-c", "linkerd-proxy")
     refusals = [line for line in logs.stdout.splitlines() if "refused TLS from" in line]
     assert any("certificate has expired" in line for line in refusals), refusals

@@ -14,11 +14,10 @@ import sys
 from collections.abc import Iterator
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.test_cluster import app_manifest
-from tests.local_cluster import APPS, LocalCluster
-from tests.mesh import REPO_ROOT, netns_skip_reason, wait_for
+from tests.local_cluster import APPS, LocalCluster, metric_total, running_cluster
+from tests.mesh import REPO_ROOT, wait_for
 from weft.identity import trust
 
 pytestmark = pytest.mark.netns
@@ -31,28 +30,23 @@ LOAD_SECONDS = 85
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    reason = netns_skip_reason()
-    if reason:
-        pytest.skip(reason)
-    c = LocalCluster(
-        tmp_path_factory.mktemp("clusters"), pod_cidr=POD_CIDR, service_cidr=SERVICE_CIDR
-    )
-    c.up("--identity-issuance-lifetime", "1m", "--identity-issuer-lifetime", "75s")
-    try:
+    with running_cluster(
+        tmp_path_factory.mktemp("clusters"),
+        POD_CIDR,
+        SERVICE_CIDR,
+        "--identity-issuance-lifetime",
+        "1m",
+        "--identity-issuer-lifetime",
+        "75s",
+    ) as c:
         yield c
-    finally:
-        proc = c.down()
-    assert proc.returncode == 0, proc.stderr
-    assert c.leftovers() == []
 
 
 def _cert_expiry(cluster: LocalCluster, pod: str) -> float:
     text = cluster.exec(pod, NS, ["curl", "-sS", "http://127.0.0.1:4191/metrics"]).stdout
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == "identity_cert_expiration_timestamp_seconds":
-                return sample.value
-    raise AssertionError("no identity_cert_expiration_timestamp_seconds")
+    expiry = metric_total(text, "identity_cert_expiration_timestamp_seconds")
+    assert expiry, "no identity_cert_expiration_timestamp_seconds"
+    return expiry
 
 
 def test_rotating_leaves_and_issuer_under_load_fails_no_request(cluster: LocalCluster) -> None:
