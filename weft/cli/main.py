@@ -16,6 +16,7 @@ COMMANDS = {
     "cluster": ("weft.cli.cluster", "cluster"),
     "controller": ("weft.cli.controller", "controller"),
     "identity": ("weft.cli.identity", "identity"),
+    "profile": ("weft.cli.profile", "profile"),
     "proxy": ("weft.cli.proxy", "proxy"),
     "proxy-init": ("weft.cli.proxy_init", "proxy_init"),
 }
