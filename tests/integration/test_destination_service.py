@@ -16,6 +16,7 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf import duration_pb2
 
 from tests.loopback import free_port
 from weft.api import destination_pb2 as pb
@@ -336,17 +337,166 @@ async def test_broken_watch_is_reestablished_from_a_fresh_list() -> None:
         call.cancel()
 
 
+# -- GetProfile ---------------------------------------------------------------------------
+
+WEB_FQN = "web.emojivoto.svc.cluster.local"
+# How long a stream must stay quiet to count as having sent nothing.
+QUIET = 0.5
+
+
+def web_profile(route: str, *, namespace: str = NS) -> Obj:
+    return {
+        "apiVersion": "linkerd.io/v1alpha2",
+        "kind": "ServiceProfile",
+        "metadata": {"name": WEB_FQN, "namespace": namespace},
+        "spec": {
+            "routes": [
+                {
+                    "name": route,
+                    "condition": {"method": "GET", "pathRegex": "/api/.*"},
+                    "responseClasses": [{"condition": {"status": {"min": 500}}, "isFailure": True}],
+                    "isRetryable": True,
+                }
+            ]
+        },
+    }
+
+
+def web_split() -> Obj:
+    return {
+        "apiVersion": "split.smi-spec.io/v1alpha1",
+        "kind": "TrafficSplit",
+        "metadata": {"name": "web-split", "namespace": NS},
+        "spec": {
+            "service": "web",
+            "backends": [
+                {"service": "web-v1", "weight": 1},
+                {"service": "web-v2", "weight": "500m"},
+            ],
+        },
+    }
+
+
+class ProfileStream:
+    """A ``GetProfile`` call whose messages a background task collects, so waiting can time out."""
+
+    def __init__(self, stub: Any, path: str, context_token: str = "") -> None:
+        self.call = stub.GetProfile(pb.GetDestination(path=path, context_token=context_token))
+        self.messages: asyncio.Queue[pb.DestinationProfile] = asyncio.Queue()
+        self.task = asyncio.create_task(self._collect())
+
+    async def _collect(self) -> None:
+        async for message in self.call:
+            self.messages.put_nowait(message)
+
+    async def next(self) -> pb.DestinationProfile:
+        async with asyncio.timeout(TIMEOUT):
+            return await self.messages.get()
+
+    async def assert_quiet(self) -> None:
+        """Nothing arrives for :data:`QUIET` seconds."""
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(self.messages.get(), QUIET)
+
+    async def close(self) -> None:
+        self.call.cancel()
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+
+
+def profile_summary(profile: pb.DestinationProfile) -> tuple[str, list[str], list[tuple[str, int]]]:
+    """A profile as (fully qualified name, route names, weighted overrides)."""
+    routes = [r.metrics_labels["route"] for r in profile.routes]
+    overrides = [(d.authority, d.weight) for d in profile.dst_overrides]
+    return profile.fully_qualified_name, routes, overrides
+
+
+DEFAULT_BUDGET = pb.RetryBudget(
+    retry_ratio=0.2, min_retries_per_second=10, ttl=duration_pb2.Duration(seconds=10)
+)
+SPLIT_OVERRIDES = [
+    ("web-v1.emojivoto.svc.cluster.local.:80", 10_000),
+    ("web-v2.emojivoto.svc.cluster.local.:80", 5_000),
+]
+
+
 @pytest.mark.anyio
-async def test_get_profile_is_a_default_profile_for_now() -> None:
+async def test_get_profile_follows_service_profiles_and_traffic_splits() -> None:
     async with running(emojivoto()) as r:
-        for path in (WEB, f"{WEB_IP}:80", "example.com:80"):
-            call = r.stub.GetProfile(pb.GetDestination(path=path))
-            async with asyncio.timeout(TIMEOUT):
-                profile = await call.read()
-            assert isinstance(profile, pb.DestinationProfile)
-            fqn = "" if path.startswith("example") else "web.emojivoto.svc.cluster.local"
-            assert profile == pb.DestinationProfile(fully_qualified_name=fqn)
-            call.cancel()
+        streams = [ProfileStream(r.stub, WEB), ProfileStream(r.stub, f"{WEB_IP}:80")]
+        try:
+            for stream in streams:
+                first = await stream.next()
+                assert first == pb.DestinationProfile(
+                    retry_budget=DEFAULT_BUDGET, fully_qualified_name=WEB_FQN
+                )
+
+            r.platform.put(web_profile("GET /api"))
+            for stream in streams:
+                profile = await stream.next()
+                assert profile_summary(profile) == (WEB_FQN, ["GET /api"], [])
+                (route,) = profile.routes
+                assert route.is_retryable
+                assert route.timeout == duration_pb2.Duration(seconds=10)
+                assert route.condition.WhichOneof("match") == "all"
+                assert [c.is_failure for c in route.response_classes] == [True]
+
+            # Each stream got exactly one message for that change: the next one is this one's.
+            r.platform.put(web_split())
+            for stream in streams:
+                profile = await stream.next()
+                assert profile_summary(profile) == (WEB_FQN, ["GET /api"], SPLIT_OVERRIDES)
+
+            # Changes that leave the profile as it is send nothing.
+            r.platform.put(web_profile("GET /api"))
+            r.platform.put(web_split())
+            r.platform.put(web_endpoints(WEB_1))
+            await asyncio.gather(*(stream.assert_quiet() for stream in streams))
+
+            r.platform.delete("ServiceProfile", NS, WEB_FQN)
+            for stream in streams:
+                assert profile_summary(await stream.next()) == (WEB_FQN, [], SPLIT_OVERRIDES)
+            r.platform.delete("TrafficSplit", NS, "web-split")
+            for stream in streams:
+                assert await stream.next() == first
+        finally:
+            for stream in streams:
+                await stream.close()
+
+
+@pytest.mark.anyio
+async def test_get_profile_of_an_unknown_destination_is_an_anonymous_default() -> None:
+    platform = emojivoto()
+    platform.put(web_profile("GET /api"))
+    async with running(platform) as r:
+        for path in ("example.com:80", "nope.emojivoto.svc.cluster.local:80", "10.1.0.5:8080"):
+            stream = ProfileStream(r.stub, path, "ns:emojivoto")
+            try:
+                assert await stream.next() == pb.DestinationProfile(retry_budget=DEFAULT_BUDGET)
+                assert not stream.task.done()
+            finally:
+                await stream.close()
+
+
+@pytest.mark.anyio
+async def test_client_namespace_profile_takes_precedence() -> None:
+    platform = emojivoto()
+    platform.put(web_profile("server's"))
+    platform.put(web_profile("client's", namespace="vote-bot"))
+    client_tokens = ("ns:vote-bot", '{"ns":"vote-bot","nodeName":"node-1","pod":"vote-bot-1"}')
+    async with running(platform) as r:
+        streams = {token: ProfileStream(r.stub, WEB, token) for token in (*client_tokens, "")}
+        try:
+            for token, stream in streams.items():
+                route = "server's" if token == "" else "client's"
+                assert profile_summary(await stream.next()) == (WEB_FQN, [route], [])
+            r.platform.delete("ServiceProfile", "vote-bot", WEB_FQN)
+            for token in client_tokens:
+                profile = await streams[token].next()
+                assert profile_summary(profile) == (WEB_FQN, ["server's"], [])
+        finally:
+            for stream in streams.values():
+                await stream.close()
 
 
 @pytest.mark.anyio

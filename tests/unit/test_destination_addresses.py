@@ -403,7 +403,7 @@ def test_replace_drops_objects_not_listed() -> None:
 
 def test_other_kinds_are_ignored_and_bad_event_types_rejected() -> None:
     state = ClusterState()
-    state.apply("ServiceProfile", "ADDED", {"metadata": {"name": "x", "namespace": NS}})
+    state.apply("ConfigMap", "ADDED", {"metadata": {"name": "x", "namespace": NS}})
     with pytest.raises(ValueError):
         state.apply("Pod", "BOOKMARK", pod("web-1", "10.1.0.5"))
 

@@ -1,7 +1,8 @@
 """What ``Destination.Get`` answers for a path, computed from a snapshot of the cluster.
 
 Everything here is pure: :class:`ClusterState` is fed watch events by the service, and
-:func:`resolve` and :func:`diff` turn it into the updates of one ``Get`` stream.
+:func:`resolve` and :func:`diff` turn it into the updates of one ``Get`` stream. The state also
+holds the ServiceProfiles and TrafficSplits that :mod:`.profiles` answers ``GetProfile`` from.
 """
 
 from __future__ import annotations
@@ -156,19 +157,28 @@ def pod_ips(pod: Obj) -> list[str]:
 
 
 class ClusterState:
-    """Services, Endpoints and pods by (namespace, name), with cluster IP and pod IP indexes."""
+    """Services, Endpoints, pods, ServiceProfiles and TrafficSplits by (namespace, name).
 
-    KINDS = ("Service", "Endpoints", "Pod")
+    Services and pods are also indexed by IP.
+    """
 
     def __init__(self) -> None:
         self.services: dict[Key, Obj] = {}
         self.endpoints: dict[Key, Obj] = {}
         self.pods: dict[Key, Obj] = {}
+        self.profiles: dict[Key, Obj] = {}
+        self.splits: dict[Key, Obj] = {}
         self.service_by_ip: dict[str, Key] = {}
         self.pod_by_ip: dict[str, Key] = {}
 
     def _table(self, kind: str) -> dict[Key, Obj] | None:
-        return {"Service": self.services, "Endpoints": self.endpoints, "Pod": self.pods}.get(kind)
+        return {
+            "Service": self.services,
+            "Endpoints": self.endpoints,
+            "Pod": self.pods,
+            "ServiceProfile": self.profiles,
+            "TrafficSplit": self.splits,
+        }.get(kind)
 
     def _index(self, kind: str) -> tuple[dict[str, Key], Callable[[Obj], list[str]]] | None:
         if kind == "Service":
@@ -204,6 +214,16 @@ class ClusterState:
         for obj in objects:
             self.apply(kind, "ADDED", obj)
 
+    def traffic_split(self, namespace: str, service: str) -> Obj | None:
+        """The TrafficSplit whose apex (``spec.service``) is ``service``; the first by name."""
+        keys = (
+            key
+            for key, split in self.splits.items()
+            if key[0] == namespace and _apex(split) == service
+        )
+        first = min(keys, default=None)
+        return None if first is None else self.splits[first]
+
     def _remove(self, kind: str, table: dict[Key, Obj], key: Key) -> None:
         old = table.pop(key, None)
         index = self._index(kind)
@@ -219,6 +239,12 @@ class ClusterState:
                 if ip in ips_of(other):
                     by_ip[ip] = other_key
                     break
+
+
+def _apex(split: Obj) -> Any:
+    """A TrafficSplit's ``spec.service`` (None when it has no readable spec)."""
+    spec = split.get("spec")
+    return spec.get("service") if isinstance(spec, dict) else None
 
 
 # -- resolution ---------------------------------------------------------------------------

@@ -15,16 +15,19 @@ from weft.controller.destination.addresses import (
     ClusterState,
     MeshSettings,
     diff,
-    parse_path,
     resolve,
 )
 from weft.controller.destination.convert import update_message
+from weft.controller.destination.profiles import profile_for
 from weft.platform import Platform, WatchEvent
 
 log = logging.getLogger("weft.controller.destination")
 
 SERVICE_NAME = "io.linkerd.proxy.destination.Destination"
-WATCHED_KINDS = ("Service", "Endpoints", "Pod")
+# The kinds a Get stream and a GetProfile stream depend on.
+ADDRESS_KINDS = frozenset({"Service", "Endpoints", "Pod"})
+PROFILE_KINDS = frozenset({"Service", "ServiceProfile", "TrafficSplit"})
+WATCHED_KINDS = ("Service", "Endpoints", "Pod", "ServiceProfile", "TrafficSplit")
 INITIAL_BACKOFF = 0.1
 MAX_BACKOFF = 5.0
 # How long a first answer waits for the initial state before answering from what is known.
@@ -35,7 +38,7 @@ _BACKGROUND: set[asyncio.Task[None]] = set()
 
 
 class DestinationService:
-    """Follows Services, Endpoints and Pods through the platform and answers ``Get`` streams."""
+    """Follows the platform's watched kinds and answers ``Get`` and ``GetProfile`` streams."""
 
     def __init__(
         self, platform: Platform, settings: MeshSettings, *, ready_timeout: float = READY_TIMEOUT
@@ -47,7 +50,9 @@ class DestinationService:
         # Set once every watched kind has been listed.
         self.ready = asyncio.Event()
         self._synced: set[str] = set()
+        # One event per open stream, set when something the stream depends on changed.
         self._subscribers: set[asyncio.Event] = set()
+        self._profile_subscribers: set[asyncio.Event] = set()
         self._stopped = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -98,7 +103,7 @@ class DestinationService:
         self._synced.add(kind)
         if self._synced.issuperset(WATCHED_KINDS):
             self.ready.set()
-        self._notify()
+        self._notify(kind)
 
     def _apply(self, kind: str, event: WatchEvent, notify: bool = True) -> None:
         try:
@@ -107,11 +112,17 @@ class DestinationService:
             log.warning("ignoring a malformed %s %s event: %r", kind, event.type, exc)
             return
         if notify:
-            self._notify()
+            self._notify(kind)
 
-    def _notify(self) -> None:
-        for changed in self._subscribers:
-            changed.set()
+    def _notify(self, kind: str | None = None) -> None:
+        """Wake the streams that depend on ``kind`` (all of them when None)."""
+        for subscribers, kinds in (
+            (self._subscribers, ADDRESS_KINDS),
+            (self._profile_subscribers, PROFILE_KINDS),
+        ):
+            if kind is None or kind in kinds:
+                for changed in subscribers:
+                    changed.set()
 
     async def _await_ready(self) -> None:
         if self.ready.is_set():
@@ -145,24 +156,25 @@ class DestinationService:
     async def GetProfile(
         self, request: pb.GetDestination, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.DestinationProfile]:
-        """An empty profile, held open; profiles arrive with ServiceProfile support."""
-        log.debug("GetProfile %s", request.path)
-        await self._await_ready()
-        yield pb.DestinationProfile(fully_qualified_name=self._service_name(request.path))
-        await self._stopped.wait()
-
-    def _service_name(self, path: str) -> str:
-        """The fully qualified name of the service ``path`` names ("" for anything else)."""
-        target = parse_path(path, self.settings)
-        namespace, name = target.namespace, target.name
-        if target.kind == "ip":
-            key = self.state.service_by_ip.get(target.ip)
-            if key is None:
-                return ""
-            namespace, name = key
-        elif target.kind != "service":
-            return ""
-        return f"{name}.{namespace}.svc.{self.settings.cluster_domain.strip('.')}"
+        """Stream the profile of ``request.path``: at once, then again whenever it changes."""
+        log.debug("GetProfile %s (context %r)", request.path, request.context_token)
+        changed = asyncio.Event()
+        self._profile_subscribers.add(changed)
+        try:
+            await self._await_ready()
+            sent: bytes | None = None
+            while not self._stopped.is_set():
+                changed.clear()
+                profile = profile_for(
+                    self.state, request.path, request.context_token, self.settings
+                )
+                encoded = profile.SerializeToString(deterministic=True)
+                if encoded != sent:
+                    yield profile
+                    sent = encoded
+                await changed.wait()
+        finally:
+            self._profile_subscribers.discard(changed)
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
         """Register ``Get`` and ``GetProfile`` on a ``grpc.aio`` server."""
