@@ -104,10 +104,10 @@ async def run_backend(port: int) -> None:
 async def run_weft_hop(port: int, target: int) -> None:
     from weft.proxy.config import ProxyConfig
     from weft.proxy.context import ConnContext, ConnTracker
-    from weft.proxy.discovery import OriginalDestination
     from weft.proxy.http1 import H1Pool
     from weft.proxy.http2 import H2Pool, serve_http2
     from weft.proxy.metrics import ProxyMetrics
+    from weft.proxy.routing import OriginalDestination
     from weft.proxy.tls import Dialer
 
     config = ProxyConfig.from_env({"LINKERD2_PROXY_IDENTITY_DISABLED": "1"})

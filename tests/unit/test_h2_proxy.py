@@ -38,11 +38,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from weft.proxy.config import ProxyConfig
 from weft.proxy.context import ConnContext, ConnTracker
-from weft.proxy.discovery import OriginalDestination
 from weft.proxy.h2 import frames as fr
 from weft.proxy.http1 import H1Pool
 from weft.proxy.http2 import H2Pool, ServerConn, serve_http2
 from weft.proxy.metrics import ProxyMetrics
+from weft.proxy.routing import OriginalDestination
 from weft.proxy.tls import Dialer
 
 pytestmark = pytest.mark.anyio

@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING
 from weft.proxy.admin import AdminState, start_admin
 from weft.proxy.config import ConfigError, ProxyConfig
 from weft.proxy.context import INBOUND, OUTBOUND, ConnTracker
-from weft.proxy.discovery import OriginalDestination, Router
+from weft.proxy.discovery import Router
 from weft.proxy.log import LogControl
 from weft.proxy.metrics import ProxyMetrics
+from weft.proxy.routing import OriginalDestination
 from weft.proxy.server import Listener
 
 if TYPE_CHECKING:
@@ -24,7 +25,8 @@ log = logging.getLogger("weft.proxy")
 
 
 def make_router(config: ProxyConfig, identity: LocalIdentity | None) -> Router:
-    """The destination service client when one is configured, else original destinations."""
+    """The outbound router: the destination service client when one is configured, else
+    original destinations."""
     if config.destination_addr is None:
         return OriginalDestination()
     from weft.proxy.destination import DestinationRouter  # grpc: only when discovery is on
@@ -40,6 +42,7 @@ def make_router(config: ProxyConfig, identity: LocalIdentity | None) -> Router:
         config.destination_context,
         identity,
         config.trust_anchors_pem,
+        suffixes=config.destination_suffixes,
     )
 
 
@@ -62,7 +65,10 @@ async def run(env: Mapping[str, str]) -> int:
     router = make_router(config, identity)
     admin_state = AdminState(metrics, logs, env, config.shutdown_endpoint_enabled, stop.set)
     listeners = [
-        Listener(INBOUND, config, config.inbound, metrics, router, tracker, identity),
+        # Inbound requests go to the local app: no discovery, whatever they are addressed to.
+        Listener(
+            INBOUND, config, config.inbound, metrics, OriginalDestination(), tracker, identity
+        ),
         Listener(OUTBOUND, config, config.outbound, metrics, router, tracker, identity),
     ]
     admin = await start_admin(admin_state, *config.admin_listen)

@@ -40,6 +40,17 @@ def parse_addr(name: str, text: str) -> tuple[str, int]:
     return host, port_num
 
 
+def parse_suffixes(text: str | None, default: str) -> tuple[str, ...]:
+    """DNS suffixes resolved through the destination service, lower-case, each ending in ``.``
+    (``.`` alone means every name; an empty setting means none)."""
+    value = default if text is None else text
+    return tuple(
+        s if s.endswith(".") else s + "."
+        for s in (part.strip().lower() for part in value.split(","))
+        if s
+    )
+
+
 def parse_ports(name: str, text: str) -> frozenset[int]:
     """Parse a comma-separated list of ports and ``lo-hi`` ranges."""
     ports: set[int] = set()
@@ -68,6 +79,7 @@ class DirectionConfig:
     opaque_ports: frozenset[int]
     pool_idle_timeout: float
     max_idle_per_endpoint: int
+    dispatch_timeout: float
 
 
 @dataclass(frozen=True)
@@ -82,6 +94,7 @@ class ProxyConfig:
     destination_addr: tuple[str, int] | None
     destination_name: str
     destination_context: str
+    destination_suffixes: tuple[str, ...]
     trust_anchors_pem: bytes | None
     log_filter: str
     log_format: str
@@ -102,8 +115,10 @@ class ProxyConfig:
     def from_env(cls, env: Mapping[str, str]) -> ProxyConfig:
         """Build the configuration from ``env``; raises :class:`ConfigError` on a bad value."""
         reader = _Reader(env)
-        inbound = reader.direction("INBOUND", listen="0.0.0.0:4143", connect="100ms")
-        outbound = reader.direction("OUTBOUND", listen="127.0.0.1:4140", connect="1s")
+        inbound = reader.direction("INBOUND", listen="0.0.0.0:4143", connect="100ms", dispatch="1s")
+        outbound = reader.direction(
+            "OUTBOUND", listen="127.0.0.1:4140", connect="1s", dispatch="3s"
+        )
         dest = reader.get("DESTINATION_SVC_ADDR")
         log_filter = reader.get("LOG") or "warn,linkerd=info,weft=info"
         return cls(
@@ -117,6 +132,9 @@ class ProxyConfig:
             else None,
             destination_name=reader.get("DESTINATION_SVC_NAME") or "",
             destination_context=reader.get("DESTINATION_CONTEXT") or "",
+            destination_suffixes=parse_suffixes(
+                reader.get("DESTINATION_GET_SUFFIXES"), "svc.cluster.local."
+            ),
             trust_anchors_pem=(reader.get("IDENTITY_TRUST_ANCHORS") or "").encode() or None,
             log_filter=log_filter,
             log_format=(reader.get("LOG_FORMAT") or "plain").lower(),
@@ -183,7 +201,9 @@ class _Reader:
             backoff_max=self.duration("CONTROL_EXP_BACKOFF_MAX", "5s"),
         )
 
-    def direction(self, prefix: str, *, listen: str, connect: str) -> DirectionConfig:
+    def direction(
+        self, prefix: str, *, listen: str, connect: str, dispatch: str
+    ) -> DirectionConfig:
         forward = self.get(f"{prefix}_FORWARD")
         opaque = self.get(f"{prefix}_PORTS_DISABLE_PROTOCOL_DETECTION")
         return DirectionConfig(
@@ -196,4 +216,5 @@ class _Reader:
             else DEFAULT_OPAQUE_PORTS,
             pool_idle_timeout=self.duration(f"{prefix}_HTTP1_CONNECTION_POOL_IDLE_TIMEOUT", "3s"),
             max_idle_per_endpoint=self.integer(f"{prefix}_MAX_IDLE_CONNS_PER_ENDPOINT", 10000),
+            dispatch_timeout=self.duration(f"{prefix}_DISPATCH_TIMEOUT", dispatch),
         )

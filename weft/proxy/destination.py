@@ -1,33 +1,41 @@
-"""Discovery through the destination service: ``Destination.Get`` streams per original
-destination, and a router that spreads requests over what they return.
+"""Discovery through the destination service: ``GetProfile`` and ``Get`` streams, and the
+logical destinations they feed.
 
-Each distinct original destination (a Service's cluster IP and port, or a pod IP and port) gets
-one ``Get`` stream, opened when the first connection to it arrives and kept open, resubscribing
-with back-off when it breaks; the endpoints last learned stay in use meanwhile. A destination the
-service does not know, or that has not answered within the initial timeout, goes to the
-original destination in plaintext.
+A request's name (``l5d-dst-override``, ``:authority`` or ``Host``) that completes to a cluster
+name is its logical destination; a request without one, and opaque TCP, use the connection's
+original destination (a cluster IP or pod IP and port). Each logical destination has one
+``GetProfile`` stream (routes, retry budget, traffic split) and one ``Get`` stream (its
+endpoints); each backend of a split has a ``Get`` stream of its own. Streams open on first use
+and stay open, resubscribing with back-off when they break; what they last said stays in use
+meanwhile. A destination the service does not know, or that has not answered within the
+initial timeout, goes to the original destination in plaintext.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
-import itertools
+import json
 import logging
 import random
 from collections.abc import Callable
+from typing import Any
 
 import grpc
 import grpc.aio
 
 from weft.api import destination_pb2, net_pb2
 from weft.identity.client import LocalIdentity
+from weft.proxy.balance import Balancer, Load
 from weft.proxy.discovery import Addr, Endpoint
-from weft.proxy.errors import GRPC_UNAVAILABLE, ProxyError
+from weft.proxy.profiles import profile_from_message
+from weft.proxy.routing import Fallbacks, Logical, canonical_name
 
 log = logging.getLogger("weft.proxy.destination")
 
 GET = "/io.linkerd.proxy.destination.Destination/Get"
+GET_PROFILE = "/io.linkerd.proxy.destination.Destination/GetProfile"
+MAX_NAMES = 10000  # request names remembered with their canonical form
 INITIAL_TIMEOUT = 0.5  # seconds a new destination waits for its first answer
 OLD_CHANNEL_GRACE = 10.0  # seconds a channel with a replaced certificate stays open
 
@@ -60,18 +68,19 @@ def endpoint_of(waddr: destination_pb2.WeightedAddr, set_labels: dict[str, str])
 
 
 class Resolution:
-    """What the destination service says about one original destination."""
+    """The endpoints one ``Get`` stream reports, balanced."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.endpoints: dict[Addr, Endpoint] = {}
+        self.balancer = Balancer()
         self.exists: bool | None = None  # None until the first answer
         self.first: asyncio.Future[None] = loop.create_future()
         self.timer = loop.call_later(INITIAL_TIMEOUT, self.answered)
-        self._rr: itertools.cycle[Endpoint] | None = None
+        self.waiters: list[asyncio.Future[None]] = []
         self.task: asyncio.Task[None] | None = None
 
     def answered(self) -> None:
-        """Release connections waiting for the first answer (or for the timeout)."""
+        """Release requests waiting for the first answer (or for the timeout)."""
         self.timer.cancel()
         if not self.first.done():
             self.first.set_result(None)
@@ -96,20 +105,75 @@ class Resolution:
         elif kind == "no_endpoints":
             self.endpoints.clear()
             self.exists = update.no_endpoints.exists
-        self._rr = None
+        self.balancer.update(self.endpoints)
         self.answered()
+        waiters, self.waiters = self.waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
-    def pick(self) -> Endpoint | None:
-        """The next endpoint, round robin; None when there is none."""
-        if not self.endpoints:
+    def pick(self) -> Load | None:
+        """The endpoint for the next request (P2C over peak-EWMA); None when there is none."""
+        return self.balancer.pick()
+
+
+class Discovered(Logical):
+    """A logical destination the destination service knows about: its profile (``GetProfile``),
+    its own endpoints (``Get``) and, with a traffic split, the endpoints of each backend."""
+
+    def __init__(
+        self, fallbacks: Fallbacks, name: str, own: Resolution, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        super().__init__(fallbacks, name)
+        self.own = own
+        self.splits: tuple[tuple[Resolution, int], ...] = ()
+        self.first: asyncio.Future[None] = loop.create_future()
+        self.profiled = False
+        self.task: asyncio.Task[None] | None = None
+        own.first.add_done_callback(self._part_answered)
+        loop.call_later(INITIAL_TIMEOUT, self._release)
+
+    def _part_answered(self, _future: object = None) -> None:
+        if self.profiled and self.own.first.done():
+            self._release()
+
+    def _release(self) -> None:
+        if not self.first.done():
+            self.first.set_result(None)
+
+    def profile_answered(self) -> None:
+        """The first profile arrived."""
+        self.profiled = True
+        self._part_answered()
+
+    def waiting(self) -> asyncio.Future[None] | None:
+        return None if self.first.done() else self.first
+
+    def pick(self, target: Addr | None, name: str | None = None) -> Load | None:
+        splits = self.splits
+        if splits:
+            chosen = _weighted([(res, w) for res, w in splits if res.balancer.order])
+            load = chosen.pick() if chosen is not None else None
+            if load is not None:
+                return load
+        load = self.own.pick()
+        if load is not None:
+            return load
+        if self.own.exists or any(res.exists for res, _ in splits):
             return None
-        if self._rr is None:
-            self._rr = itertools.cycle(list(self.endpoints.values()))
-        return next(self._rr)
+        return self.fallbacks.load(target, self.name or name)
+
+    def changed(self) -> asyncio.Future[None] | None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.own.waiters.append(future)
+        for res, _ in self.splits:
+            res.waiters.append(future)
+        return future
 
 
 class DestinationRouter:
-    """Routes to endpoints the destination service returns for each original destination."""
+    """Routes by the destination service: a :class:`Discovered` logical destination per name
+    (or per original destination, for requests without a usable name and opaque TCP)."""
 
     def __init__(
         self,
@@ -119,42 +183,57 @@ class DestinationRouter:
         identity: LocalIdentity | None,
         anchors_pem: bytes | None = None,
         backoff: tuple[float, float] = (0.1, 5.0),
+        suffixes: tuple[str, ...] = ("svc.cluster.local.",),
     ) -> None:
         self.svc_addr = svc_addr
         self.svc_name = svc_name
         self.context_token = context_token
+        self.namespace = context_namespace(context_token)
+        self.suffixes = suffixes
         self.identity = identity
         self.anchors_pem = anchors_pem
         self.backoff = backoff
-        self.resolutions: dict[Addr, Resolution] = {}
+        self.fallbacks = Fallbacks()
+        self.resolutions: dict[str, Resolution] = {}
+        self.logicals: dict[str | Addr, Discovered] = {}
+        self.names: dict[tuple[str, int], str | None] = {}
+        self.unrouted = Logical(self.fallbacks)
         self._channel: grpc.aio.Channel | None = None
         self._channel_leaf: object = None
 
-    def prepare(self, target: Addr | None) -> asyncio.Future[None] | None:
-        """Open a ``Get`` stream for ``target`` if there is none; wait for its first answer."""
+    def logical(self, name: str | None, target: Addr | None) -> Logical:
+        """The logical destination of ``name`` when it is a cluster name, else of ``target``."""
+        port = target[1] if target is not None else 80
+        if name:
+            key = (name, port)
+            fqdn = self.names.get(key, "")
+            if fqdn == "":
+                if len(self.names) >= MAX_NAMES:
+                    self.names.clear()
+                fqdn = self.names[key] = canonical_name(name, port, self.namespace, self.suffixes)
+            if fqdn is not None:
+                return self._logical(fqdn, fqdn)
         if target is None:
-            return None
-        res = self.resolutions.get(target)
+            return self.unrouted
+        return self._logical(target, f"{target[0]}:{target[1]}")
+
+    def _logical(self, key: str | Addr, path: str) -> Discovered:
+        logical = self.logicals.get(key)
+        if logical is None:
+            loop = asyncio.get_running_loop()
+            logical = Discovered(self.fallbacks, path, self.resolution(path), loop)
+            self.logicals[key] = logical
+            logical.task = loop.create_task(self._follow_profile(path, logical))
+        return logical
+
+    def resolution(self, path: str) -> Resolution:
+        """The ``Get`` stream for ``path`` (``host:port``), opened on first use."""
+        res = self.resolutions.get(path)
         if res is None:
             loop = asyncio.get_running_loop()
-            res = self.resolutions[target] = Resolution(loop)
-            res.task = loop.create_task(self._follow(target, res))
-        return None if res.first.done() else res.first
-
-    def endpoint(self, authority: str | None, target: Addr | None) -> Endpoint:
-        """An endpoint of ``target``'s destination, else ``target`` itself (plaintext)."""
-        if target is None:
-            raise ProxyError(
-                502, f"no route to {authority or 'an unknown destination'}", GRPC_UNAVAILABLE
-            )
-        res = self.resolutions.get(target)
-        if res is not None:
-            endpoint = res.pick()
-            if endpoint is not None:
-                return endpoint
-            if res.exists:
-                raise ProxyError(503, f"no endpoints for {target[0]}:{target[1]}", GRPC_UNAVAILABLE)
-        return Endpoint(target)
+            res = self.resolutions[path] = Resolution(loop)
+            res.task = loop.create_task(self._follow_endpoints(path, res))
+        return res
 
     def close(self) -> None:
         """Stop every stream."""
@@ -162,6 +241,9 @@ class DestinationRouter:
             if res.task is not None:
                 res.task.cancel()
             res.timer.cancel()
+        for logical in self.logicals.values():
+            if logical.task is not None:
+                logical.task.cancel()
 
     def _channel_now(self) -> grpc.aio.Channel:
         """A channel presenting this proxy's current certificate (a new one after renewal).
@@ -194,8 +276,47 @@ class DestinationRouter:
             self._channel_leaf = leaf
         return self._channel
 
-    async def _follow(self, target: Addr, res: Resolution) -> None:
-        path = f"{target[0]}:{target[1]}"
+    async def _follow_endpoints(self, path: str, res: Resolution) -> None:
+        first = True
+
+        def apply(update: destination_pb2.Update) -> None:
+            nonlocal first
+            res.apply(update, first)
+            first = False
+
+        def restart() -> None:
+            nonlocal first
+            first = True
+
+        await self._follow(GET, path, destination_pb2.Update.FromString, apply, restart)
+
+    async def _follow_profile(self, path: str, logical: Discovered) -> None:
+        port = int(path.rsplit(":", 1)[1])
+
+        def apply(message: destination_pb2.DestinationProfile) -> None:
+            profile = profile_from_message(message, port)
+            logical.set_profile(profile)
+            logical.splits = tuple(
+                (self.resolution(_strip_dot(authority)), weight)
+                for authority, weight in profile.overrides
+            )
+            logical.profile_answered()
+
+        await self._follow(
+            GET_PROFILE, path, destination_pb2.DestinationProfile.FromString, apply, lambda: None
+        )
+
+    async def _follow(
+        self,
+        method: str,
+        path: str,
+        decode: Callable[[bytes], Any],
+        apply: Callable[[Any], None],
+        restart: Callable[[], None],
+    ) -> None:
+        """Keep one server stream of ``method`` for ``path`` open, resubscribing with back-off;
+        what it last said stays in use meanwhile."""
+        what = "profile" if method == GET_PROFILE else "destination"
         delay = self.backoff[0]
         while True:
             if self.identity is not None:
@@ -203,21 +324,21 @@ class DestinationRouter:
             request = destination_pb2.GetDestination(
                 scheme="k8s", path=path, context_token=self.context_token
             )
-            get: Callable[..., grpc.aio.UnaryStreamCall] = self._channel_now().unary_stream(
-                GET,
+            call: Callable[..., grpc.aio.UnaryStreamCall] = self._channel_now().unary_stream(
+                method,
                 request_serializer=destination_pb2.GetDestination.SerializeToString,
-                response_deserializer=destination_pb2.Update.FromString,
+                response_deserializer=decode,
             )
-            first = True
+            restart()
             try:
-                async for update in get(request):
-                    res.apply(update, first)
-                    first = False
+                async for message in call(request):
+                    apply(message)
                     delay = self.backoff[0]
-                log.info("destination stream for %s ended; resubscribing", path)
+                log.info("%s stream for %s ended; resubscribing", what, path)
             except grpc.aio.AioRpcError as exc:
                 log.warning(
-                    "destination stream for %s failed (%s: %s); retrying in %.1fs",
+                    "%s stream for %s failed (%s: %s); retrying in %.1fs",
+                    what,
                     path,
                     exc.code().name,
                     exc.details(),
@@ -225,3 +346,31 @@ class DestinationRouter:
                 )
             await asyncio.sleep(delay * random.uniform(0.9, 1.1))
             delay = min(delay * 2, self.backoff[1])
+
+
+def _weighted(choices: list[tuple[Resolution, int]]) -> Resolution | None:
+    """One of ``choices``, drawn with probability proportional to its weight."""
+    roll = random.uniform(0, sum(w for _, w in choices))
+    for res, weight in choices:
+        roll -= weight
+        if roll <= 0:
+            return res
+    return choices[-1][0] if choices else None
+
+
+def _strip_dot(authority: str) -> str:
+    """``host.:port`` → ``host:port`` (TrafficSplit authorities end the host with a dot)."""
+    host, sep, port = authority.rpartition(":")
+    return f"{host.rstrip('.')}:{port}" if sep else authority.rstrip(".")
+
+
+def context_namespace(token: str) -> str:
+    """The client's namespace in a context token (``ns:<ns>`` or JSON ``{"ns": ...}``)."""
+    token = token.strip()
+    if token.startswith("{"):
+        try:
+            value = json.loads(token).get("ns", "")
+        except (ValueError, AttributeError):
+            return ""
+        return value if isinstance(value, str) else ""
+    return token[3:] if token.startswith("ns:") else ""

@@ -1,12 +1,18 @@
-"""Where a request or connection goes: the seam service discovery plugs into."""
+"""Where a request or connection goes: the seam service discovery plugs into.
+
+A :class:`Router` maps a request's logical name (or, without one, the connection's original
+destination) to a :class:`~weft.proxy.routing.Logical` destination, which holds the profile its
+requests follow and picks an endpoint for each of them.
+"""
 
 from __future__ import annotations
 
-import asyncio
-from typing import NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
-from weft.proxy.errors import GRPC_UNAVAILABLE, ProxyError
 from weft.proxy.metrics import LabelPairs
+
+if TYPE_CHECKING:
+    from weft.proxy.routing import Logical
 
 Addr = tuple[str, int]
 
@@ -21,34 +27,10 @@ class Endpoint(NamedTuple):
 
 
 class Router(Protocol):
-    """Chooses an endpoint for a logical destination.
+    """Chooses the logical destination of requests and connections."""
 
-    ``authority`` is the request's logical name (``l5d-dst-override``, ``:authority`` or
-    ``Host``), or ``None`` for opaque TCP; ``target`` is the connection's original destination
-    (or configured forward address), ``None`` when it has neither.
-    """
-
-    def endpoint(self, authority: str | None, target: Addr | None) -> Endpoint:
-        """The endpoint for one request (HTTP) or one connection (opaque TCP).
-
-        Raises :class:`ProxyError` when there is nowhere to send it.
-        """
+    def logical(self, name: str | None, target: Addr | None) -> Logical:
+        """The destination of a request named ``name`` (``l5d-dst-override``, ``:authority`` or
+        ``Host``; ``None`` for opaque TCP) on a connection whose original destination (or
+        configured forward address) is ``target``."""
         ...
-
-    def prepare(self, target: Addr | None) -> asyncio.Future[None] | None:
-        """Start discovering ``target``; a future to wait on before routing, or None if ready."""
-        ...
-
-
-class OriginalDestination:
-    """The standalone router: every destination is its original destination address."""
-
-    def endpoint(self, authority: str | None, target: Addr | None) -> Endpoint:
-        if target is None:
-            raise ProxyError(
-                502, f"no route to {authority or 'an unknown destination'}", GRPC_UNAVAILABLE
-            )
-        return Endpoint(target)
-
-    def prepare(self, target: Addr | None) -> asyncio.Future[None] | None:
-        return None

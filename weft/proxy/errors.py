@@ -9,16 +9,33 @@ import ssl
 GRPC_UNAVAILABLE = 14
 GRPC_INTERNAL = 13
 GRPC_RESOURCE_EXHAUSTED = 8
+GRPC_DEADLINE_EXCEEDED = 4
 
 
 class ProxyError(Exception):
-    """A failure the proxy answers for: status, ``l5d-proxy-error`` reason, gRPC status."""
+    """A failure the proxy answers for: status, ``l5d-proxy-error`` reason, gRPC status, and
+    the ``error`` label its response is counted with (if any)."""
 
-    def __init__(self, status: int, reason: str, grpc_status: int) -> None:
+    def __init__(
+        self, status: int, reason: str, grpc_status: int, error: str | None = None
+    ) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
         self.grpc_status = grpc_status
+        self.error = error
+
+
+def route_timeout(seconds: float) -> ProxyError:
+    """A route's timeout expired before the response began: 504, counted as ``timeout``."""
+    return ProxyError(
+        504, f"request timed out after {seconds:g}s", GRPC_DEADLINE_EXCEEDED, "timeout"
+    )
+
+
+def no_endpoints(name: str) -> ProxyError:
+    """The destination exists but had no endpoints within the dispatch timeout."""
+    return ProxyError(503, f"no endpoints for {name}", GRPC_UNAVAILABLE)
 
 
 def connect_error(exc: BaseException, addr: tuple[str, int]) -> ProxyError:

@@ -21,6 +21,8 @@ Headers = list[tuple[bytes, bytes]]
 
 # Set by the inbound proxy from the client's verified certificate: never trusted from a sender.
 CLIENT_ID = b"l5d-client-id"
+# Names the logical destination of an outbound request; used by the proxy, never forwarded.
+DST_OVERRIDE = b"l5d-dst-override"
 
 
 def connection_tokens(headers: Headers) -> frozenset[bytes]:
@@ -33,7 +35,8 @@ def connection_tokens(headers: Headers) -> frozenset[bytes]:
 
 
 def end_to_end(headers: Headers, keep_upgrade: bool = False) -> Headers:
-    """``headers`` less hop-by-hop ones, those named by ``Connection`` and ``l5d-client-id``.
+    """``headers`` less hop-by-hop ones, those named by ``Connection``, ``l5d-client-id`` and
+    ``l5d-dst-override``.
 
     With ``keep_upgrade`` the ``Upgrade`` header and a ``Connection: upgrade`` survive, so that a
     protocol switch can be negotiated with the next hop.
@@ -42,7 +45,7 @@ def end_to_end(headers: Headers, keep_upgrade: bool = False) -> Headers:
     out: Headers = []
     for name, value in headers:
         lower = name.lower()
-        if lower in HOP_BY_HOP or lower in named or lower == CLIENT_ID:
+        if lower in HOP_BY_HOP or lower in named or lower in (CLIENT_ID, DST_OVERRIDE):
             if keep_upgrade and lower == b"upgrade":
                 out.append((name, value))
             continue

@@ -9,28 +9,37 @@ response and streams it back. Bodies are forwarded chunk by chunk with transport
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import cast
 
 import httptools
 
 from weft.proxy import h1head
+from weft.proxy.balance import Load
 from weft.proxy.classify import classify
 from weft.proxy.context import ConnContext
 from weft.proxy.discovery import Endpoint
+from weft.proxy.dispatch import Dispatch, request_path
 from weft.proxy.errors import (
     GRPC_INTERNAL,
     GRPC_RESOURCE_EXHAUSTED,
     ProxyError,
     connect_error,
     errno_label,
+    no_endpoints,
+    route_timeout,
     upstream_reset,
 )
 from weft.proxy.metrics import ConnStats, EndpointStats
+from weft.proxy.routing import Logical
 
 log = logging.getLogger("weft.proxy.http1")
+
+INITIAL_WAIT = 1.0  # seconds, at most, a request waits for discovery's first answer
 
 
 class _HeadTooLarge(Exception):
@@ -41,12 +50,19 @@ class _Exchange:
     """One request and its response."""
 
     __slots__ = (
+        "attempt_started",
         "authority",
         "chunked",
+        "deadline",
+        "dispatch",
         "has_body",
         "head",
         "head_request",
         "keep_alive",
+        "load",
+        "logical",
+        "method",
+        "name",
         "pending",
         "request_done",
         "response_done",
@@ -54,14 +70,20 @@ class _Exchange:
         "reused",
         "started",
         "stats",
+        "timer",
         "tunnel",
         "upstream",
+        "url",
         "version",
+        "waiter",
     )
 
     def __init__(self) -> None:
         self.head = b""
         self.authority = ""
+        self.name = ""  # l5d-dst-override, else the authority: the logical destination
+        self.method = b""
+        self.url = b""
         self.chunked = False
         self.has_body = False
         self.head_request = False
@@ -76,6 +98,13 @@ class _Exchange:
         self.upstream: H1Upstream | None = None
         self.stats: EndpointStats | None = None
         self.started = 0.0
+        self.attempt_started = 0.0
+        self.logical: Logical | None = None
+        self.dispatch: Dispatch | None = None
+        self.load: Load | None = None  # the endpoint of the attempt in flight
+        self.timer: asyncio.TimerHandle | None = None
+        self.waiter: asyncio.Task[None] | None = None
+        self.deadline = 0.0  # when waiting for endpoints gives up
 
 
 class H1Pool:
@@ -219,6 +248,10 @@ class H1Server(asyncio.Protocol):
         else:
             authority = b""
         ex.authority = authority.decode("latin-1")
+        override = h1head.header_value(headers, h1head.DST_OVERRIDE)
+        ex.name = override.decode("latin-1").strip() if override else ex.authority
+        ex.method = method
+        ex.url = self.url
         forwarded = h1head.end_to_end(headers, keep_upgrade=ex.tunnel and method != b"CONNECT")
         if self.client_id is not None:
             forwarded.append((h1head.CLIENT_ID, self.client_id))
@@ -235,6 +268,8 @@ class H1Server(asyncio.Protocol):
         if ex is None or ex.response_done:
             return
         data = h1head.chunk(body) if ex.chunked else body
+        if ex.dispatch is not None:
+            ex.dispatch.keep(data)
         up = ex.upstream
         if up is not None:
             up.stats.written += len(data)
@@ -254,6 +289,8 @@ class H1Server(asyncio.Protocol):
             self._finished(ex)
 
     def on_body_end(self, ex: _Exchange) -> None:
+        if ex.dispatch is not None:
+            ex.dispatch.keep(h1head.LAST_CHUNK)
         up = ex.upstream
         if up is not None:
             up.stats.written += len(h1head.LAST_CHUNK)
@@ -264,27 +301,137 @@ class H1Server(asyncio.Protocol):
     # -- dispatch ---------------------------------------------------------------------------
 
     def _dispatch(self, ex: _Exchange) -> None:
+        """Route ``ex`` (the head of the queue) to its logical destination and send it."""
         ctx = self.ctx
+        logical = ctx.router.logical(ex.name or None, ctx.target)
+        first = logical.waiting()
+        if first is not None:  # discovery has not answered for this destination yet
+            self._wait(ex, first, INITIAL_WAIT, lambda: self._dispatch(ex))
+            return
         now = time.monotonic()
         ex.started = now
-        authority = ex.authority
-        if authority.endswith(":80"):
-            authority = authority[:-3]
+        ex.logical = logical
+        profile = logical.profile
+        if profile.name or profile.routes:
+            path = request_path(ex.url)
+            d = ex.dispatch = Dispatch(ctx, logical, ex.method.decode("latin-1"), path, now)
+            timeout = d.timeout
+            if timeout is not None:
+                ex.timer = asyncio.get_running_loop().call_later(timeout, self._timed_out, ex)
+        ex.deadline = now + ctx.dcfg.dispatch_timeout
+        self._attempt(ex)
+
+    def _attempt(self, ex: _Exchange) -> None:
+        """Pick an endpoint for ``ex`` and send it there (again, for a retry)."""
+        ctx = self.ctx
+        assert ex.logical is not None
+        now = time.monotonic()
+        authority = ex.authority[:-3] if ex.authority.endswith(":80") else ex.authority
         try:
-            endpoint = ctx.router.endpoint(ex.authority or None, ctx.target)
+            load = ex.logical.pick(ctx.target, authority or None)
+            if load is None:
+                if now < ex.deadline:  # the destination has no endpoints: wait for some
+                    changed = ex.logical.changed()
+                    if changed is not None:
+                        self._wait(ex, changed, ex.deadline - now, lambda: self._attempt(ex))
+                        return
+                raise no_endpoints(ex.logical.name or ex.authority)
         except ProxyError as err:
-            ex.stats = ctx.metrics.http.endpoint(authority, ctx.base_labels)
-            ex.stats.request(now)
+            if ex.stats is None:
+                ex.stats = ctx.metrics.http.endpoint(authority, ctx.base_labels)
+                ex.stats.request(now)
             self.respond_error(ex, err)
             return
+        endpoint = load.endpoint
+        load.start()
+        ex.load = load
+        ex.attempt_started = now
         ex.stats = ctx.metrics.http.endpoint(authority, ctx.request_labels(endpoint))
         ex.stats.request(now)
+        if ex.dispatch is not None:
+            ex.dispatch.attempt(now)
         up = ctx.h1_pool.take(endpoint)
         if up is not None:
             ex.reused = True
             up.attach(ex, self)
             return
         self._start_connect(ex, endpoint)
+
+    def _wait(
+        self, ex: _Exchange, future: asyncio.Future[None], timeout: float, then: Callable[[], None]
+    ) -> None:
+        """Hold the connection until ``future`` completes (or ``timeout``), then call ``then``."""
+        self.transport.pause_reading()
+
+        async def wait() -> None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(future), max(timeout, 0.0))
+            ex.waiter = None
+            if not self.closed and not ex.response_done:
+                self.transport.resume_reading()
+                then()
+
+        ex.waiter = asyncio.get_running_loop().create_task(wait())
+
+    def _timed_out(self, ex: _Exchange) -> None:
+        """The route's timeout expired: answer 504 unless the response has begun."""
+        ex.timer = None
+        up = ex.upstream
+        if ex.response_done or (ex.response_started and not (up is not None and up.discarding)):
+            return
+        if up is not None:
+            up.ex = up.down = None
+            up.discarding = False
+            ex.upstream = None
+            up.transport.abort()
+        if ex.waiter is not None:
+            ex.waiter.cancel()
+            ex.waiter = None
+        d = ex.dispatch
+        self.respond_error(ex, route_timeout(d.timeout if d is not None and d.timeout else 0.0))
+
+    def retry(self, ex: _Exchange) -> None:
+        """Send ``ex`` again: its last attempt failed and the route allows a retry."""
+        assert ex.dispatch is not None and ex.dispatch.replay is not None
+        ex.upstream = None
+        ex.reused = False
+        ex.response_started = False
+        ex.pending = list(ex.dispatch.replay)
+        self._attempt(ex)
+
+    def attempt_done(
+        self, ex: _Exchange, status: int, error: str | None = None, now: float | None = None
+    ) -> None:
+        """Count the end of ``ex``'s attempt in flight (endpoint and ``route_actual`` series)."""
+        load = ex.load
+        if load is None:
+            return
+        ex.load = None
+        if now is None:
+            now = time.monotonic()
+        latency = (now - ex.attempt_started) * 1000.0
+        load.done(latency, now)
+        if ex.stats is not None:
+            ex.stats.response(now, latency, status, classify(status, None, error), None, error)
+            ex.stats = None
+        if ex.dispatch is not None:
+            ex.dispatch.attempt_done(now, latency, status, None, error)
+
+    def exchange_done(self, ex: _Exchange, status: int, error: str | None = None) -> None:
+        """Count the response the client got for ``ex``."""
+        now = time.monotonic()
+        if ex.load is not None:
+            self.attempt_done(ex, status, error, now)
+        elif ex.stats is not None:  # answered before an endpoint was chosen
+            latency = (now - ex.started) * 1000.0
+            cls = classify(status, None, error)
+            ex.stats.response(now, latency, status, cls, None, error)
+            ex.stats = None
+        if ex.timer is not None:
+            ex.timer.cancel()
+            ex.timer = None
+        if ex.dispatch is not None:
+            ex.dispatch.done(now, (now - ex.started) * 1000.0, status, None, error)
 
     def _start_connect(self, ex: _Exchange, endpoint: Endpoint) -> None:
         self.transport.pause_reading()
@@ -298,12 +445,12 @@ class H1Server(asyncio.Protocol):
         except (OSError, TimeoutError) as exc:
             self.connecting = None
             up.stats.close(errno_label(exc))
-            if not self.closed:
+            if not self.closed and not ex.response_done:
                 self.transport.resume_reading()
                 self.respond_error(ex, connect_error(exc, endpoint.addr))
             return
         self.connecting = None
-        if self.closed:
+        if self.closed or ex.response_done:
             up.transport.close()
             return
         self.transport.resume_reading()
@@ -342,9 +489,7 @@ class H1Server(asyncio.Protocol):
         log.info("%s %s: %s", self.ctx.direction, ex.authority or "-", err.reason)
         close = not ex.keep_alive or not ex.request_done or self.draining
         self.write(h1head.error_response(err.status, err.reason, close))
-        if ex.stats is not None:
-            now = time.monotonic()
-            ex.stats.response(now, (now - ex.started) * 1000.0, err.status, classify(err.status))
+        self.exchange_done(ex, err.status, err.error)
         ex.keep_alive = not close
         ex.response_done = True
         if close:
@@ -454,6 +599,7 @@ class H1Upstream(asyncio.Protocol):
         self.keep_alive = True
         self.idle_timer: asyncio.TimerHandle | None = None
         self.tunnel = False
+        self.discarding = False  # reading a failed response that will be retried
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -545,7 +691,7 @@ class H1Upstream(asyncio.Protocol):
             self.tunnel = True
             fwd = h1head.end_to_end(headers, keep_upgrade=status == 101)
             down.write(h1head.response_head(status, self.reason, fwd, False, False, ex.version))
-            self._record(ex)
+            down.exchange_done(ex, status)
             down.start_tunnel(self)
             return
         no_body = ex.head_request or status in (204, 304)
@@ -553,9 +699,17 @@ class H1Upstream(asyncio.Protocol):
         chunked_in = h1head.is_chunked(headers)
         self.keep_alive = self.parser.should_keep_alive()
         close_delimited = not no_body and not has_length and not chunked_in
-        self.down_chunked = not no_body and not has_length and ex.version == b"1.1"
         if close_delimited:
             self.keep_alive = False
+        d = ex.dispatch
+        if d is not None and ex.request_done and d.retry(status, None, time.monotonic()):
+            self.discarding = True  # read this response to its end, then send the request again
+            down.attempt_done(ex, status)
+            if no_body:
+                self.parser = httptools.HttpResponseParser(self)
+                self._complete()
+            return
+        self.down_chunked = not no_body and not has_length and ex.version == b"1.1"
         if ex.tunnel or (close_delimited and not self.down_chunked):
             ex.keep_alive = False
         if down.draining:
@@ -572,7 +726,7 @@ class H1Upstream(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         down = self.down
-        if down is None:
+        if down is None or self.discarding:
             return
         down.write(h1head.chunk(body) if self.down_chunked else body)
 
@@ -584,20 +738,17 @@ class H1Upstream(asyncio.Protocol):
 
     # -- completion -------------------------------------------------------------------------
 
-    def _record(self, ex: _Exchange, error: str | None = None) -> None:
-        if ex.stats is not None:
-            now = time.monotonic()
-            cls = classify(self.status, None, error)
-            ex.stats.response(now, (now - ex.started) * 1000.0, self.status, cls, None, error)
-
     def _complete(self) -> None:
         ex, down = self.ex, self.down
         if ex is None or down is None:
             return
-        if self.down_chunked:
-            down.write(h1head.LAST_CHUNK)
-        ex.response_done = True
-        self._record(ex)
+        discarded = self.discarding
+        self.discarding = False
+        if not discarded:
+            if self.down_chunked:
+                down.write(h1head.LAST_CHUNK)
+            ex.response_done = True
+            down.exchange_done(ex, self.status)
         self.ex = None
         self.down = None
         ex.upstream = None
@@ -606,16 +757,23 @@ class H1Upstream(asyncio.Protocol):
             self.ctx.h1_pool.put(self, dcfg.pool_idle_timeout, dcfg.max_idle_per_endpoint)
         else:
             self.transport.close()
-        down.response_complete(ex)
+        if discarded:
+            down.retry(ex)
+        else:
+            down.response_complete(ex)
 
     def _failed(self, detail: str) -> None:
         ex, down = self.ex, self.down
+        if self.discarding and ex is not None and down is not None:
+            self.keep_alive = False  # the failed response was counted; retry elsewhere
+            self._complete()
+            return
         self.transport.abort()
         if ex is None or down is None or ex.response_done:
             return
         self.ex = self.down = None
         if ex.response_started:
-            self._record(ex, error="connection reset")
+            down.exchange_done(ex, self.status, "connection reset")
             ex.response_done = True
             down.abort()
         elif ex.reused and ex.request_done and not ex.has_body:
@@ -647,7 +805,7 @@ class H1Upstream(asyncio.Protocol):
             return
         if self.ex is not None and not self.ex.response_done:
             ex = self.ex
-            if ex.response_started and not self.keep_alive:
+            if ex.response_started and not self.keep_alive and not self.discarding:
                 self._complete()
             else:
                 self._failed(str(exc) if exc else "connection closed before the response")

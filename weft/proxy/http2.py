@@ -23,17 +23,20 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 from weft.proxy.context import ConnContext
-from weft.proxy.errors import ProxyError
+from weft.proxy.dispatch import Dispatch
+from weft.proxy.errors import ProxyError, no_endpoints, route_timeout
 from weft.proxy.h2 import frames as fr
 from weft.proxy.h2.connection import Exchange, H2Conn, Leg, flush_all
 from weft.proxy.h2.heads import Head
 from weft.proxy.h2.hpack_codec import encode_field
 from weft.proxy.h2.pool import H2Pool
-from weft.proxy.metrics import LabelPairs
 
 __all__ = ["H2Pool", "ServerConn", "serve_http2"]
+
+INITIAL_WAIT = 1.0  # seconds, at most, a request waits for discovery's first answer
 
 
 class ServerConn(H2Conn):
@@ -103,30 +106,145 @@ class ServerConn(H2Conn):
                 self.open_exchange(sid, head, end)
 
     def open_exchange(self, sid: int, head: Head, end: bool) -> None:
-        """Route a new request and open its stream upstream."""
-        ctx = self.ctx
-        try:
-            endpoint = ctx.router.endpoint(head.authority, ctx.target)
-        except ProxyError as err:
-            self.respond_error(self.accept(sid, head, end, ctx.base_labels), err)
-            return
-        down = self.accept(sid, head, end, ctx.request_labels(endpoint))
-        upstream = self.pool.acquire(endpoint, ctx)
-        up = upstream.open_leg(down.exchange)
-        down.peer = up
-        up.peer = down
-        block = head.block + self.client_id_field if self.client_id_field else head.block
-        upstream.write_headers(up, block, end)
-
-    def accept(self, sid: int, head: Head, end: bool, labels: LabelPairs) -> Leg:
-        """Count the request under ``labels`` and track its stream."""
+        """Track a new request stream, route it and open its stream upstream."""
         ctx = self.ctx
         now = time.monotonic()
-        stats = ctx.metrics.http.endpoint(head.label, labels)
-        stats.request(now)
-        down = Leg(self, sid, Exchange(stats, now, head.grpc), self.peer_window, end)
+        block = head.block + self.client_id_field if self.client_id_field else head.block
+        exchange = Exchange(now, head, block)
+        down = Leg(self, sid, exchange, self.peer_window, end)
         self.streams[sid] = down
-        return down
+        logical = exchange.logical = ctx.router.logical(head.name, ctx.target)
+        first = logical.waiting()
+        if first is not None:  # discovery has not answered for this destination yet
+            self.wait(down, first, INITIAL_WAIT, self.route)
+            return
+        self.route(down)
+
+    def route(self, down: Leg) -> None:
+        """Apply the destination's profile to ``down``'s request, then send it."""
+        exchange = down.exchange
+        logical = exchange.logical
+        assert logical is not None
+        profile = logical.profile
+        if profile.name or profile.routes:
+            head = exchange.head
+            method = head.method.decode("latin-1")
+            path = head.path.decode("latin-1")
+            d = exchange.dispatch = Dispatch(self.ctx, logical, method, path, exchange.start)
+            if d.replay is not None:
+                down.keep = d
+                # What already arrived was not kept: only a request still to come can be.
+                if down.early:
+                    for payload, _end, is_headers in down.early:
+                        if is_headers:
+                            d.replay = None
+                        else:
+                            d.keep(payload)
+            timeout = d.timeout
+            if timeout is not None:
+                loop = asyncio.get_running_loop()
+                exchange.timer = loop.call_later(timeout, self.timed_out, down)
+        self.attempt(down, time.monotonic() + self.ctx.dcfg.dispatch_timeout)
+
+    def attempt(self, down: Leg, deadline: float, retry: bool = False) -> None:
+        """Pick an endpoint for ``down``'s request and open its stream there."""
+        ctx = self.ctx
+        exchange = down.exchange
+        logical = exchange.logical
+        assert logical is not None
+        now = time.monotonic()
+        try:
+            load = logical.pick(ctx.target, exchange.head.label or None)
+            if load is None:
+                changed = logical.changed()
+                if changed is not None and now < deadline:  # no endpoints yet: wait for some
+                    self.wait(down, changed, deadline - now, lambda d: self.attempt(d, deadline))
+                    return
+                raise no_endpoints(logical.name or exchange.head.label)
+        except ProxyError as err:
+            if exchange.stats is None:
+                exchange.stats = ctx.metrics.http.endpoint(exchange.head.label, ctx.base_labels)
+                exchange.stats.request(now)
+            down.early = None
+            self.respond_error(down, err)
+            return
+        endpoint = load.endpoint
+        load.start()
+        exchange.load = load
+        exchange.attempt_start = now
+        exchange.status = 0
+        exchange.grpc_status = None
+        stats = exchange.stats = ctx.metrics.http.endpoint(
+            exchange.head.label, ctx.request_labels(endpoint)
+        )
+        stats.request(now)
+        if exchange.dispatch is not None:
+            exchange.dispatch.attempt(now)
+        upstream = self.pool.acquire(endpoint, ctx)
+        up = upstream.open_leg(exchange)
+        down.peer = up
+        up.peer = down
+        chunks: list[tuple[bytes, bool, bool]]
+        if retry:
+            assert exchange.dispatch is not None and exchange.dispatch.replay is not None
+            chunks = [(payload, False, False) for payload in exchange.dispatch.replay]
+            if chunks:
+                chunks.append((b"", True, False))
+                down.precredited += exchange.dispatch.replay_bytes
+        else:
+            chunks = down.early or []
+            down.early = None
+        if not chunks:
+            upstream.write_headers(up, exchange.block, down.recv_done)
+            return
+        upstream.write_headers(up, exchange.block, False)
+        for payload, end, is_headers in chunks:
+            if is_headers:
+                upstream.send_headers(up, payload, end)
+            else:
+                upstream.send_data(up, payload, end, down)
+
+    def retry(self, down: Leg) -> None:
+        """Send ``down``'s request again: its last attempt failed and its route allows it."""
+        self.attempt(down, time.monotonic() + self.ctx.dcfg.dispatch_timeout, retry=True)
+
+    def wait(
+        self,
+        down: Leg,
+        future: asyncio.Future[None],
+        timeout: float,
+        then: Callable[[Leg], None],
+    ) -> None:
+        """Hold ``down``'s request (its frames kept, uncredited) until ``future`` completes or
+        ``timeout`` passes, then call ``then``."""
+        if down.early is None:
+            down.early = []
+        loop = asyncio.get_running_loop()
+        fired = False
+
+        def fire(_: object = None) -> None:
+            nonlocal fired
+            if fired:
+                return
+            fired = True
+            timer.cancel()
+            if not down.closed and not down.exchange.done and not self.closing:
+                then(down)
+                flush_all()
+
+        timer = loop.call_later(max(timeout, 0.0), fire)
+        future.add_done_callback(fire)
+
+    def timed_out(self, down: Leg) -> None:
+        """The route's timeout expired: 504 (or DEADLINE_EXCEEDED) unless a response began."""
+        exchange = down.exchange
+        exchange.timer = None
+        if exchange.done or exchange.status or down.closed:
+            return
+        d = exchange.dispatch
+        down.early = None
+        self.respond_error(down, route_timeout(d.timeout if d is not None and d.timeout else 0.0))
+        flush_all()
 
 
 def serve_http2(transport: asyncio.Transport, ctx: ConnContext, initial: bytes) -> None:

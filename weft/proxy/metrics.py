@@ -68,11 +68,12 @@ ResponseKey = tuple[int, str, int | None, str | None]
 class EndpointStats:
     """The series of one endpoint label set: requests and the responses to them."""
 
-    __slots__ = ("labels", "last_used", "latency", "requests", "responses")
+    __slots__ = ("labels", "last_used", "latency", "requests", "responses", "retries_skipped")
 
     def __init__(self, labels: dict[str, str]) -> None:
         self.labels = labels
         self.requests = 0
+        self.retries_skipped = 0
         self.responses: dict[ResponseKey, int] = {}
         self.latency: dict[int, Histogram] = {}
         self.last_used = time.monotonic()
@@ -102,7 +103,8 @@ class EndpointStats:
 
 
 class HttpFamily:
-    """``<prefix>request_total``, ``<prefix>response_total``, ``<prefix>response_latency_ms``."""
+    """``<prefix>request_total``, ``<prefix>response_total``, ``<prefix>response_latency_ms``
+    and, where retries were skipped, ``<prefix>retry_skipped_total{skipped="budget"}``."""
 
     def __init__(self, prefix: str = "") -> None:
         self.prefix = prefix
@@ -128,8 +130,12 @@ class HttpFamily:
             "completing.",
             "histogram",
         )
+        skipped = Metric(f"{p}retry_skipped", "Retries not made, by reason.", "counter")
         for stats in self.series.values():
             req.add_sample(f"{p}request_total", stats.labels, stats.requests)
+            if stats.retries_skipped:
+                labels = {**stats.labels, "skipped": "budget"}
+                skipped.add_sample(f"{p}retry_skipped_total", labels, stats.retries_skipped)
             for (status, cls, grpc, error), count in stats.responses.items():
                 labels = {**stats.labels, "status_code": str(status), "classification": cls}
                 if grpc is not None:
@@ -144,6 +150,8 @@ class HttpFamily:
         yield req
         yield rsp
         yield lat
+        if skipped.samples:
+            yield skipped
 
     def retire(self, idle_before: float) -> None:
         for key in [k for k, s in self.series.items() if s.last_used < idle_before]:
@@ -247,6 +255,8 @@ class ProxyMetrics(Collector):
     def __init__(self, retain_idle: float) -> None:
         self.retain_idle = retain_idle
         self.http = HttpFamily()
+        self.route = HttpFamily("route_")
+        self.route_actual = HttpFamily("route_actual_")
         self.tcp = TcpFamily()
         self.tcp_errors: dict[tuple[str, str], int] = {}
         self.cert_expiry: float | None = None
@@ -261,6 +271,8 @@ class ProxyMetrics(Collector):
 
     def collect(self) -> Iterator[Metric]:
         yield from self.http.collect()
+        yield from self.route.collect()
+        yield from self.route_actual.collect()
         yield from self.tcp.collect()
         for direction in ("inbound", "outbound"):
             family = Metric(
@@ -284,6 +296,8 @@ class ProxyMetrics(Collector):
         """Drop series that have not been touched for ``retain_idle`` seconds."""
         idle_before = (time.monotonic() if now is None else now) - self.retain_idle
         self.http.retire(idle_before)
+        self.route.retire(idle_before)
+        self.route_actual.retire(idle_before)
         self.tcp.retire(idle_before)
 
     def render(self) -> bytes:

@@ -260,8 +260,7 @@ def _peer_text(sock: socket.socket) -> str:
 
 
 class _Accepting(asyncio.Protocol):
-    """Holds a new connection until its first bytes tell what protocol it speaks, and until
-    the router can say where it goes."""
+    """Holds a new connection until its first bytes tell what protocol it speaks."""
 
     def __init__(self, listener: Listener, detect_timeout: float | None = None) -> None:
         self.listener = listener
@@ -272,14 +271,10 @@ class _Accepting(asyncio.Protocol):
         self.timer: asyncio.TimerHandle | None = None
         self.ctx: ConnContext
         self.transport: asyncio.Transport
-        self.waiter: asyncio.Future[None] | None = None
-        self.held: tuple[Protocol, bool] | None = None
-        self.lost = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
         self.ctx = self.listener.context(self.transport)
-        self.waiter = self.ctx.router.prepare(self.ctx.target)
         port = self.ctx.orig_dst[1] if self.ctx.orig_dst else (self.ctx.target or ("", 0))[1]
         if port in self.listener.dcfg.opaque_ports:
             self._hand_over(Protocol.OPAQUE)
@@ -302,10 +297,8 @@ class _Accepting(asyncio.Protocol):
         return False  # closed before saying anything
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = True
-        if self.timer is not None or self.held is not None:
-            if self.timer is not None:
-                self.timer.cancel()
+        if self.timer is not None:
+            self.timer.cancel()
             self.ctx.stats.close()
 
     def _timed_out(self) -> None:
@@ -316,21 +309,7 @@ class _Accepting(asyncio.Protocol):
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            # Discovery has not answered for this destination yet: hold the bytes read so far.
-            self.held = (proto, eof)
-            self.transport.pause_reading()
-            waiter.add_done_callback(self._resolved)
-            return
         self._serve(proto, eof)
-
-    def _resolved(self, _waiter: asyncio.Future[None]) -> None:
-        held, self.held = self.held, None
-        if self.lost or held is None:
-            return
-        self.transport.resume_reading()
-        self._serve(*held)
 
     def _serve(self, proto: Protocol, eof: bool) -> None:
         buf, self.buf = self.buf, b""

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from typing import cast
 
+from weft.proxy.balance import Load
 from weft.proxy.context import ConnContext
-from weft.proxy.errors import ProxyError, errno_label
+from weft.proxy.errors import ProxyError, errno_label, no_endpoints
 from weft.proxy.metrics import ConnStats
 
 log = logging.getLogger("weft.proxy.tcp")
@@ -84,15 +87,24 @@ class OpaqueConn(_Half):
 
     async def connect(self, initial: bytes, eof: bool) -> None:
         ctx = self.ctx
+        load = None
         try:
-            endpoint = ctx.router.endpoint(None, ctx.target)
+            load = await self._pick()
+            endpoint = load.endpoint
             upstream = _Half(ctx.dst_conn_stats(endpoint))
+            load.start()
+            started = time.monotonic()
             try:
                 await ctx.dialer.connect(lambda: upstream, endpoint, ctx.dcfg.connect_timeout)
             except (OSError, TimeoutError) as exc:
                 upstream.stats.close(errno_label(exc))
                 raise
+            now = time.monotonic()
+            load.done((now - started) * 1000.0, now)
         except (OSError, TimeoutError, ProxyError) as exc:
+            if load is not None and load.pending:
+                now = time.monotonic()
+                load.done(ctx.dcfg.connect_timeout * 1000.0, now)  # a failed connect is slow
             log.info("opaque connection from %s:%s dropped: %s", *ctx.peer, exc)
             self.transport.close()
             return
@@ -110,6 +122,25 @@ class OpaqueConn(_Half):
         self.transport.resume_reading()
         if eof:
             self.eof_received()
+
+    async def _pick(self) -> Load:
+        """An endpoint for this connection, waiting up to the dispatch timeout for one."""
+        ctx = self.ctx
+        logical = ctx.router.logical(None, ctx.target)
+        first = logical.waiting()
+        if first is not None:  # discovery's first answer (it comes, or times out, promptly)
+            await asyncio.shield(first)
+        deadline = time.monotonic() + ctx.dcfg.dispatch_timeout
+        while True:
+            load = logical.pick(ctx.target)
+            if load is not None:
+                return load
+            changed = logical.changed()
+            left = deadline - time.monotonic()
+            if changed is None or left <= 0:
+                raise no_endpoints(logical.name or "this destination")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed, left)
 
 
 def serve_opaque(

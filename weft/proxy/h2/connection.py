@@ -19,13 +19,16 @@ import time
 from collections import deque
 from typing import cast
 
+from weft.proxy.balance import Load
 from weft.proxy.classify import classify
 from weft.proxy.config import ProxyConfig
+from weft.proxy.dispatch import Dispatch
 from weft.proxy.errors import ProxyError, errno_label
 from weft.proxy.h2 import frames as fr
 from weft.proxy.h2.heads import Head, error_response
 from weft.proxy.h2.hpack_codec import TABLE_SIZE_ZERO, HpackDecoder, HpackError
 from weft.proxy.metrics import ConnStats, EndpointStats
+from weft.proxy.routing import Logical
 
 log = logging.getLogger("weft.proxy.http2")
 
@@ -53,17 +56,56 @@ def flush_all() -> None:
 
 
 class Exchange:
-    """One proxied request and its response: what its metrics need, shared by both legs."""
+    """One proxied request and its response: what its metrics, routing and retries need,
+    shared by both legs. ``stats`` and ``load`` belong to the attempt in flight."""
 
-    __slots__ = ("done", "grpc", "grpc_status", "start", "stats", "status")
+    __slots__ = (
+        "attempt_start",
+        "block",
+        "dispatch",
+        "done",
+        "grpc",
+        "grpc_status",
+        "head",
+        "load",
+        "logical",
+        "start",
+        "stats",
+        "status",
+        "timer",
+    )
 
-    def __init__(self, stats: EndpointStats, start: float, grpc: bool) -> None:
-        self.stats = stats
+    def __init__(self, start: float, head: Head, block: bytes) -> None:
         self.start = start
-        self.grpc = grpc
+        self.attempt_start = start
+        self.head = head
+        self.block = block  # the request head as sent upstream
+        self.grpc = head.grpc
         self.status = 0
         self.grpc_status: int | None = None
         self.done = False
+        self.stats: EndpointStats | None = None
+        self.load: Load | None = None
+        self.logical: Logical | None = None
+        self.dispatch: Dispatch | None = None
+        self.timer: asyncio.TimerHandle | None = None
+
+    def attempt_done(self, now: float, error: str | None = None) -> None:
+        """Count the end of the attempt in flight (endpoint and ``route_actual`` series)."""
+        grpc_status = None if error else self.grpc_status
+        status = self.status
+        latency = (now - self.attempt_start) * 1000.0
+        load = self.load
+        if load is not None:
+            self.load = None
+            load.done(latency, now)
+            if self.dispatch is not None:
+                self.dispatch.attempt_done(now, latency, status, grpc_status, error)
+        stats = self.stats
+        if stats is not None:
+            self.stats = None
+            cls = classify(status, grpc_status, error)
+            stats.response(now, latency, status, cls, grpc_status, error)
 
     def finish(self, error: str | None = None) -> None:
         """Count the response (once): complete, or ended by a stream ``error``."""
@@ -71,16 +113,15 @@ class Exchange:
             return
         self.done = True
         now = time.monotonic()
-        grpc_status = None if error else self.grpc_status
-        status = self.status
-        self.stats.response(
-            now,
-            (now - self.start) * 1000.0,
-            status,
-            classify(status, grpc_status, error),
-            grpc_status,
-            error,
-        )
+        self.attempt_done(now, error)
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        dispatch = self.dispatch
+        if dispatch is not None:
+            grpc_status = None if error else self.grpc_status
+            latency = (now - self.start) * 1000.0
+            dispatch.done(now, latency, self.status, grpc_status, error)
 
 
 class Leg:
@@ -90,9 +131,12 @@ class Leg:
         "blocked",
         "closed",
         "conn",
+        "early",
         "exchange",
         "held",
+        "keep",
         "peer",
+        "precredited",
         "queue",
         "recv_done",
         "reset_when_sent",
@@ -118,6 +162,10 @@ class Leg:
         self.unacked = 0  # consumed bytes not yet credited with WINDOW_UPDATE
         self.held = 0  # consumed bytes whose credit waits for the peer transport to drain
         self.reset_when_sent = False  # RST_STREAM(NO_ERROR) once END_STREAM is written
+        # Request frames received before the request was routed: (payload, end, is_headers).
+        self.early: list[tuple[bytes, bool, bool]] | None = None
+        self.keep: Dispatch | None = None  # keeps request body bytes for a retry
+        self.precredited = 0  # bytes to be sent again whose credit was already given
 
 
 class H2Conn(fr.FrameReader, asyncio.Protocol):
@@ -252,6 +300,10 @@ class H2Conn(fr.FrameReader, asyncio.Protocol):
     def stream_closed(self) -> None:
         """A leg left ``streams`` (hook for idle and drain handling)."""
 
+    def retry(self, down: Leg) -> None:
+        """Send ``down``'s request again (connections that accepted requests only)."""
+        raise NotImplementedError
+
     # --- flow control -------------------------------------------------------------------------
 
     def credit(self, leg: Leg, n: int, via: H2Conn | None) -> None:
@@ -259,6 +311,12 @@ class H2Conn(fr.FrameReader, asyncio.Protocol):
 
         The stream-level credit waits while ``via``'s transport is full (or not connected).
         """
+        if leg.precredited:
+            taken = min(n, leg.precredited)
+            leg.precredited -= taken
+            n -= taken
+            if not n:
+                return
         self.credit_connection(n)
         if via is not None and via.paused and not (leg.recv_done or leg.closed):
             if not leg.held:
@@ -458,7 +516,7 @@ class H2Conn(fr.FrameReader, asyncio.Protocol):
         exchange.status = status
         exchange.grpc_status = grpc_status
         self.send_headers(leg, block, True)
-        exchange.finish()
+        exchange.finish(err.error)
         if not leg.closed:
             self.reset_leg(leg, fr.NO_ERROR)  # the request body is no longer wanted
         peer = leg.peer
@@ -497,9 +555,13 @@ class H2Conn(fr.FrameReader, asyncio.Protocol):
             return
         if end:
             leg.recv_done = True
+        if leg.keep is not None:
+            leg.keep.replay = None  # request trailers are not kept: no retry
         peer = leg.peer
         if peer is not None:
             peer.conn.send_headers(peer, head.block, end)
+        elif leg.early is not None:
+            leg.early.append((head.block, end, True))
         if end and leg.send_done:
             self.close_leg(leg)
 
@@ -516,8 +578,12 @@ class H2Conn(fr.FrameReader, asyncio.Protocol):
         n = len(payload)
         if flow_len != n:
             self.credit(leg, flow_len - n, None)
+        if leg.keep is not None:
+            leg.keep.keep(payload)
         if peer is not None:
             peer.conn.send_data(peer, payload, end, leg)
+        elif leg.early is not None:
+            leg.early.append((bytes(payload), end, False))  # credited once sent upstream
         else:
             self.credit(leg, n, None)
         if end:

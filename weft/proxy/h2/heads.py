@@ -18,21 +18,34 @@ CONNECTION_HEADERS = frozenset(
         b"l5d-client-id",
     )
 )
+DST_OVERRIDE = b"l5d-dst-override"  # names the logical destination; used, never forwarded
 
 
 class Head:
     """A decoded request head, response head or trailers, ready to forward.
 
-    ``block`` is the statelessly re-encoded block without connection-specific fields;
-    ``authority`` the routing name (``:authority``, else ``host``) and ``label`` the same without a
-    ``:80`` suffix; ``status`` is ``:status`` (0 when absent); ``grpc`` whether ``content-type``
-    names gRPC; ``grpc_status`` the ``grpc-status`` value when present.
+    ``block`` is the statelessly re-encoded block without connection-specific fields (nor
+    ``l5d-dst-override``); ``authority`` is ``:authority``, else ``host``, and ``label`` the same
+    without a ``:80`` suffix; ``name`` the logical destination (``l5d-dst-override``, else the
+    authority); ``method`` and ``path`` the pseudo-headers; ``status`` is ``:status`` (0 when
+    absent); ``grpc`` whether ``content-type`` names gRPC; ``grpc_status`` the ``grpc-status``
+    value when present.
     """
 
-    __slots__ = ("authority", "block", "grpc", "grpc_status", "label", "status")
+    __slots__ = (
+        "authority",
+        "block",
+        "grpc",
+        "grpc_status",
+        "label",
+        "method",
+        "name",
+        "path",
+        "status",
+    )
 
     def __init__(self, fields: list[Field]) -> None:
-        authority = host = b""
+        authority = host = override = method = path = b""
         status = 0
         grpc = False
         grpc_status: int | None = None
@@ -50,6 +63,13 @@ class Head:
                 grpc_status = _number(value)
             elif name == b"host":
                 host = value
+            elif name == b":method":
+                method = value
+            elif name == b":path":
+                path = value
+            elif name == DST_OVERRIDE:
+                override = value
+                continue
             parts.append(encode_field(name, value))
         self.block = b"".join(parts)
         self.status = status
@@ -58,6 +78,9 @@ class Head:
         text = (authority or host).decode("latin-1")
         self.authority = text or None
         self.label = text[:-3] if text.endswith(":80") else text
+        self.name = override.decode("latin-1").strip() if override else self.authority
+        self.method = method
+        self.path = path
 
 
 def _number(value: bytes) -> int | None:

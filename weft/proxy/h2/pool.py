@@ -11,6 +11,7 @@ from weft.proxy.discovery import Endpoint
 from weft.proxy.errors import connect_error, errno_label, upstream_reset
 from weft.proxy.h2 import frames as fr
 from weft.proxy.h2.connection import Exchange, H2Conn, Leg, flush_all
+from weft.proxy.h2.heads import Head
 
 log = logging.getLogger("weft.proxy.http2")
 
@@ -147,11 +148,32 @@ class ClientConn(H2Conn):
         exchange = leg.exchange
         if head.status:
             exchange.status = head.status
+            d = exchange.dispatch
+            down = leg.peer
+            if (
+                d is not None
+                and d.replay is not None
+                and down is not None
+                and down.recv_done
+                and d.retry(head.status, head.grpc_status, time.monotonic())
+            ):
+                self.retry_response(leg, down, head)
+                return
         if head.grpc_status is not None:
             exchange.grpc_status = head.grpc_status
         self.forward_headers(leg, head, end)
         if end:
             exchange.finish()
+
+    def retry_response(self, leg: Leg, down: Leg, head: Head) -> None:
+        """Drop ``leg``'s failed response (counted as its attempt) and send the request again."""
+        exchange = leg.exchange
+        exchange.grpc_status = head.grpc_status
+        exchange.attempt_done(time.monotonic())
+        leg.peer = None
+        down.peer = None
+        self.reset_leg(leg, fr.CANCEL)
+        down.conn.retry(down)
 
     def on_settings(self, settings: list[tuple[int, int]]) -> None:
         if not self.settled:  # the server's first SETTINGS: what it leaves out is unlimited
