@@ -1,18 +1,33 @@
-"""The proxy's side of Destination.Get: updates folded into endpoints, round robin, fallback."""
+"""The proxy's side of the destination service: endpoint updates, logical destinations with
+traffic splits, the initial wait, and the router that keeps one per name."""
 
 from __future__ import annotations
 
 import asyncio
+import random
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
 
 import pytest
 
 from weft.api import destination_pb2 as pb
 from weft.api import net_pb2
-from weft.proxy.destination import DestinationRouter, Resolution, endpoint_of, tcp_address
-from weft.proxy.discovery import Endpoint
+from weft.proxy.balance import Load
+from weft.proxy.destination import (
+    INITIAL_TIMEOUT,
+    DestinationRouter,
+    Discovered,
+    Resolution,
+    endpoint_of,
+    tcp_address,
+)
+from weft.proxy.discovery import Addr, Endpoint
 from weft.proxy.errors import ProxyError
+from weft.proxy.routing import Fallbacks
 
 NAME = "web.emojivoto.serviceaccount.identity.weft.cluster.local"
+WEB = "web.emojivoto.svc.cluster.local:80"
 
 
 def addr(ip: str, port: int) -> net_pb2.TcpAddress:
@@ -32,6 +47,50 @@ def add(*addrs: pb.WeightedAddr, **labels: str) -> pb.Update:
     return pb.Update(add=pb.WeightedAddrSet(addrs=addrs, metric_labels=labels))
 
 
+def remove(*addrs: net_pb2.TcpAddress) -> pb.Update:
+    return pb.Update(remove=pb.AddrSet(addrs=addrs))
+
+
+def no_endpoints(exists: bool) -> pb.Update:
+    return pb.Update(no_endpoints=pb.NoEndpoints(exists=exists))
+
+
+def picked(load: Load | None) -> Addr:
+    assert load is not None
+    return load.endpoint.addr
+
+
+class Loop:
+    """Resolutions and logical destinations on the running loop, their timers cancelled after."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.fallbacks = Fallbacks()
+        self.resolutions: list[Resolution] = []
+
+    def resolution(self) -> Resolution:
+        res = Resolution(self.loop)
+        self.resolutions.append(res)
+        return res
+
+    def discovered(self, name: str = WEB) -> Discovered:
+        return Discovered(self.fallbacks, name, self.resolution(), self.loop)
+
+    def close(self) -> None:
+        for res in self.resolutions:
+            res.timer.cancel()
+
+
+@pytest.fixture
+async def env() -> AsyncIterator[Loop]:
+    loop = Loop()
+    yield loop
+    loop.close()
+
+
+# -- decoding -----------------------------------------------------------------------------
+
+
 def test_ipv4_and_ipv6_addresses_decode() -> None:
     assert tcp_address(addr("10.1.2.3", 8080)) == ("10.1.2.3", 8080)
     v6 = net_pb2.TcpAddress(
@@ -49,37 +108,249 @@ def test_an_added_address_carries_dst_labels_and_its_identity() -> None:
     assert endpoint_of(weighted("10.0.0.6", 8080), {}) == Endpoint(("10.0.0.6", 8080), (), None)
 
 
+# -- Resolution ---------------------------------------------------------------------------
+
+
 @pytest.mark.anyio
-async def test_updates_fold_into_a_round_robin_set() -> None:
-    res = Resolution(asyncio.get_running_loop())
-    assert not res.first.done()
-    res.apply(add(weighted("10.0.0.5", 80, NAME), weighted("10.0.0.6", 80, NAME)), first=True)
-    assert res.first.done() and res.exists
-    picks = {res.pick().addr for _ in range(4)}  # type: ignore[union-attr]
-    assert picks == {("10.0.0.5", 80), ("10.0.0.6", 80)}
-    res.apply(pb.Update(remove=pb.AddrSet(addrs=[addr("10.0.0.5", 80)])))
-    assert {res.pick().addr for _ in range(3)} == {("10.0.0.6", 80)}  # type: ignore[union-attr]
-    res.apply(pb.Update(no_endpoints=pb.NoEndpoints(exists=True)))
-    assert res.pick() is None and res.exists
+async def test_updates_fold_into_the_balancer(env: Loop) -> None:
+    res = env.resolution()
+    assert not res.first.done() and res.exists is None and res.pick() is None
+    res.apply(add(weighted("10.0.0.5", 80, NAME), weighted("10.0.0.6", 80), pod="p"), first=True)
+    assert res.first.done() and res.exists is True
+    assert set(res.balancer.loads) == {("10.0.0.5", 80), ("10.0.0.6", 80)}
+    assert res.balancer.loads[("10.0.0.5", 80)].endpoint == Endpoint(
+        ("10.0.0.5", 80), (("dst_pod", "p"),), NAME
+    )
+    random.seed(7)
+    assert {picked(res.pick()) for _ in range(50)} == {("10.0.0.5", 80), ("10.0.0.6", 80)}
+    kept = res.balancer.loads[("10.0.0.6", 80)]
+    res.apply(add(weighted("10.0.0.7", 80)))
+    assert set(res.endpoints) == {("10.0.0.5", 80), ("10.0.0.6", 80), ("10.0.0.7", 80)}
+    assert res.balancer.loads[("10.0.0.6", 80)] is kept
+    res.apply(remove(addr("10.0.0.5", 80), addr("10.0.0.7", 80), addr("10.0.0.99", 80)))
+    assert set(res.balancer.loads) == {("10.0.0.6", 80)}
+    assert all(res.pick() is kept for _ in range(5))
+    res.apply(no_endpoints(True))
+    assert res.pick() is None and res.exists is True and res.endpoints == {}
+    res.apply(no_endpoints(False))
+    assert res.pick() is None and res.exists is False
+
+
+@pytest.mark.anyio
+async def test_a_first_update_replaces_the_set(env: Loop) -> None:
+    res = env.resolution()
+    res.apply(add(weighted("10.0.0.5", 80), weighted("10.0.0.6", 80)), first=True)
     # A new stream's first answer replaces what an old stream left behind.
     res.apply(add(weighted("10.0.0.9", 80)), first=True)
     assert list(res.endpoints) == [("10.0.0.9", 80)]
-    res.timer.cancel()
+    assert list(res.balancer.loads) == [("10.0.0.9", 80)]
+    assert picked(res.pick()) == ("10.0.0.9", 80)
+    res.apply(remove(addr("10.0.0.9", 80)), first=True)
+    assert res.endpoints == {} and res.pick() is None
 
 
 @pytest.mark.anyio
-async def test_the_router_falls_back_to_the_original_destination_or_fails_fast() -> None:
-    router = DestinationRouter(("127.0.0.1", 1), "dst", "", None)
-    loop = asyncio.get_running_loop()
+async def test_waiters_complete_on_every_update(env: Loop) -> None:
+    res = env.resolution()
+    for update in (add(weighted("10.0.0.5", 80)), remove(addr("10.0.0.5", 80)), no_endpoints(True)):
+        waiter: asyncio.Future[None] = env.loop.create_future()
+        res.waiters.append(waiter)
+        assert not waiter.done()
+        res.apply(update)
+        assert waiter.done()
+        assert res.waiters == []
+    # A waiter already cancelled by its owner is left alone.
+    cancelled: asyncio.Future[None] = env.loop.create_future()
+    cancelled.cancel()
+    res.waiters.append(cancelled)
+    res.apply(add(weighted("10.0.0.5", 80)))
+    assert cancelled.cancelled()
+
+
+# -- Discovered.pick ----------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_pick_goes_to_an_endpoint(env: Loop) -> None:
+    d = env.discovered()
+    d.own.apply(add(weighted("10.0.0.5", 80), weighted("10.0.0.6", 80)), first=True)
+    assert picked(d.pick(("10.96.0.10", 80))) in {("10.0.0.5", 80), ("10.0.0.6", 80)}
+    assert env.fallbacks.loads == {}
+
+
+@pytest.mark.anyio
+async def test_pick_is_none_when_the_destination_exists_without_endpoints(env: Loop) -> None:
+    d = env.discovered()
+    d.own.apply(no_endpoints(True), first=True)
+    assert d.pick(("10.96.0.10", 80)) is None
+    d.own.apply(add(weighted("10.0.0.5", 80)))
+    d.own.apply(remove(addr("10.0.0.5", 80)))
+    assert d.pick(("10.96.0.10", 80)) is None
+
+
+@pytest.mark.anyio
+async def test_an_unknown_or_unanswered_destination_goes_to_the_original_destination(
+    env: Loop,
+) -> None:
+    d = env.discovered()
     target = ("10.96.0.10", 80)
-    # Unknown (no answer yet): the original destination, in plaintext.
-    assert router.endpoint("web", target) == Endpoint(target)
-    res = router.resolutions[target] = Resolution(loop)
-    res.apply(pb.Update(no_endpoints=pb.NoEndpoints(exists=False)))
-    assert router.endpoint("web", target) == Endpoint(target)
-    res.apply(pb.Update(no_endpoints=pb.NoEndpoints(exists=True)))
+    load = d.pick(target)  # nothing answered yet
+    assert load is not None and load.endpoint == Endpoint(target)
+    assert load is env.fallbacks.load(target, None)
+    d.own.apply(no_endpoints(False), first=True)
+    assert d.pick(target) is load
     with pytest.raises(ProxyError) as err:
-        router.endpoint("web", target)
-    assert err.value.status == 503
-    res.timer.cancel()
-    router.close()
+        d.pick(None)
+    assert err.value.status == 502 and WEB in err.value.reason
+
+
+@pytest.mark.anyio
+async def test_a_traffic_split_is_followed_by_weight(env: Loop) -> None:
+    d = env.discovered()
+    d.own.apply(add(weighted("10.0.0.1", 80)), first=True)
+    v1, v2 = env.resolution(), env.resolution()
+    v1.apply(add(weighted("10.1.0.1", 80), weighted("10.1.0.2", 80)), first=True)
+    v2.apply(add(weighted("10.2.0.1", 80)), first=True)
+    d.splits = ((v1, 9000), (v2, 1000))
+    random.seed(2024)
+    counts: Counter[str] = Counter()
+    for _ in range(2000):
+        counts[picked(d.pick(("10.96.0.10", 80)))[0].split(".")[1]] += 1
+    assert set(counts) == {"1", "2"}  # never the apex's own endpoints
+    assert abs(counts["2"] / 2000 - 0.10) < 0.03
+
+
+@pytest.mark.anyio
+async def test_a_split_backend_without_endpoints_is_skipped(env: Loop) -> None:
+    d = env.discovered()
+    d.own.apply(add(weighted("10.0.0.1", 80)), first=True)
+    v1, v2 = env.resolution(), env.resolution()
+    v2.apply(add(weighted("10.2.0.1", 80)), first=True)
+    d.splits = ((v1, 9000), (v2, 1000))  # v1 has not answered yet
+    random.seed(5)
+    assert {picked(d.pick(None)) for _ in range(200)} == {("10.2.0.1", 80)}
+    v2.apply(no_endpoints(True))
+    # No backend has endpoints: the apex's own.
+    assert {picked(d.pick(None)) for _ in range(20)} == {("10.0.0.1", 80)}
+    d.own.apply(no_endpoints(True))
+    assert d.pick(("10.96.0.10", 80)) is None  # known, but nothing to send to
+
+
+@pytest.mark.anyio
+async def test_changed_completes_on_the_next_update_of_own_or_a_split(env: Loop) -> None:
+    d = env.discovered()
+    backend = env.resolution()
+    d.splits = ((backend, 1),)
+    first = d.changed()
+    assert first is not None and not first.done()
+    d.own.apply(add(weighted("10.0.0.1", 80)))
+    assert first.done()
+    second = d.changed()
+    assert second is not None and not second.done()
+    backend.apply(add(weighted("10.2.0.1", 80)))
+    assert second.done()
+    # Later updates elsewhere do not trip over the completed future.
+    d.own.apply(no_endpoints(True))
+
+
+# -- Discovered.waiting -------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_waiting_ends_when_profile_and_endpoints_answered(env: Loop) -> None:
+    d = env.discovered()
+    first = d.waiting()
+    assert first is not None and not first.done()
+    d.profile_answered()
+    await asyncio.sleep(0)
+    assert not first.done()  # endpoints still missing
+    d.own.apply(add(weighted("10.0.0.1", 80)), first=True)
+    await asyncio.wait_for(first, 0.1)
+    assert d.waiting() is None
+
+
+@pytest.mark.anyio
+async def test_waiting_ends_when_endpoints_then_profile_answered(env: Loop) -> None:
+    d = env.discovered()
+    first = d.waiting()
+    assert first is not None
+    d.own.apply(no_endpoints(False), first=True)
+    await asyncio.sleep(0.01)
+    assert not first.done()  # the profile is still missing
+    d.profile_answered()
+    assert first.done()
+    assert d.waiting() is None
+
+
+@pytest.mark.anyio
+async def test_waiting_ends_after_the_initial_timeout(env: Loop) -> None:
+    d = env.discovered()
+    first = d.waiting()
+    assert first is not None
+    started = time.monotonic()
+    await asyncio.wait_for(first, INITIAL_TIMEOUT + 0.3)
+    assert time.monotonic() - started >= INITIAL_TIMEOUT - 0.05
+    assert d.waiting() is None
+    assert d.own.first.done() and d.own.exists is None  # its Get stream was released too
+    target = ("10.96.0.10", 80)
+    assert picked(d.pick(target)) == target  # nothing known: the original destination
+
+
+# -- DestinationRouter --------------------------------------------------------------------
+
+
+@pytest.fixture
+async def router() -> AsyncIterator[DestinationRouter]:
+    # A dead destination service and a long back-off: the streams fail once and stay quiet.
+    r = DestinationRouter(("127.0.0.1", 1), "dst", "ns:emojivoto", None, backoff=(60.0, 60.0))
+    assert r.namespace == "emojivoto"
+    yield r
+    r.close()
+
+
+@pytest.mark.anyio
+async def test_the_router_keeps_one_logical_per_name(router: DestinationRouter) -> None:
+    target = ("10.96.0.10", 80)
+    web = router.logical("web", target)
+    assert isinstance(web, Discovered)
+    assert web.name == WEB
+    assert router.logical("web", target) is web
+    assert router.logical("web.emojivoto.svc.cluster.local", target) is web
+    assert router.logical("web.emojivoto", target) is web
+    assert router.logical("WEB.emojivoto.svc.cluster.local.:80", ("10.96.0.11", 8080)) is web
+    assert router.logical("web.emojivoto.svc.cluster.local:80", None) is web
+    other = router.logical("web:8080", target)
+    assert other is not web and other.name == "web.emojivoto.svc.cluster.local:8080"
+    # Each logical destination has one Get stream of its own.
+    assert set(router.resolutions) == {WEB, "web.emojivoto.svc.cluster.local:8080"}
+    assert web.own is router.resolutions[WEB]
+    # The streams to the dead service fail and wait to resubscribe; nothing else changes.
+    await asyncio.sleep(0.05)
+    assert web.task is not None and not web.task.done()
+    assert web.own.task is not None and not web.own.task.done()
+    assert router.logical("web", target) is web
+    assert web.own.exists is None
+
+
+@pytest.mark.anyio
+async def test_the_router_keys_other_requests_by_target(router: DestinationRouter) -> None:
+    target = ("10.96.0.10", 80)
+    by_ip = router.logical("10.96.0.10:80", target)
+    assert isinstance(by_ip, Discovered)
+    assert by_ip.name == "10.96.0.10:80"
+    assert router.logical(None, target) is by_ip
+    assert router.logical("", target) is by_ip
+    assert router.logical("[::1]:80", target) is by_ip
+    assert router.logical("example.net", target) is not by_ip  # a completed name
+    assert router.logical(None, ("10.96.0.10", 81)) is not by_ip
+
+
+@pytest.mark.anyio
+async def test_without_a_name_or_a_target_there_is_no_route(router: DestinationRouter) -> None:
+    unrouted = router.logical(None, None)
+    assert not isinstance(unrouted, Discovered)
+    assert router.logical(None, None) is unrouted
+    assert router.logical("10.0.0.1:80", None) is unrouted
+    with pytest.raises(ProxyError) as err:
+        unrouted.pick(None)
+    assert err.value.status == 502

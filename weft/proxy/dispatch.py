@@ -25,8 +25,11 @@ def request_path(target: bytes) -> str:
     if target[:1] != b"/":
         scheme_end = target.find(b"://")
         if scheme_end >= 0:
-            slash = target.find(b"/", scheme_end + 3)
-            target = target[slash:] if slash >= 0 else b"/"
+            rest = target[scheme_end + 3 :]
+            ends = [i for i in (rest.find(b"/"), rest.find(b"?"), rest.find(b"#")) if i >= 0]
+            target = rest[min(ends) :] if ends else b""
+            if target[:1] != b"/":
+                target = b"/" + target
     return target.decode("latin-1")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections import deque
 from collections.abc import Callable
@@ -244,7 +245,8 @@ class H1Server(asyncio.Protocol):
         elif host is not None:
             authority = host
         elif self.url[:1] != b"/" and b"://" in self.url:
-            authority = self.url.split(b"://", 1)[1].split(b"/", 1)[0]
+            rest = self.url.split(b"://", 1)[1]
+            authority = re.split(rb"[/?#]", rest, maxsplit=1)[0]
         else:
             authority = b""
         ex.authority = authority.decode("latin-1")

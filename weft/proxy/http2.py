@@ -133,7 +133,7 @@ class ServerConn(H2Conn):
             d = exchange.dispatch = Dispatch(self.ctx, logical, method, path, exchange.start)
             if d.replay is not None:
                 down.keep = d
-                # What already arrived was not kept: only a request still to come can be.
+                # Frames that arrived while the request waited for discovery are kept too.
                 if down.early:
                     for payload, _end, is_headers in down.early:
                         if is_headers:

@@ -29,6 +29,7 @@ DEFAULT_RETRY_RATIO = 0.2
 DEFAULT_MIN_RETRIES_PER_SECOND = 10
 DEFAULT_RETRY_TTL = 10.0
 MAX_RETRY_BYTES = 64 * 1024  # request bodies up to this size are kept for a retry
+MAX_MIN_RETRIES = 2**31 - 1  # Linkerd rejects budgets above i32::MAX retries per second
 
 _METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "HEAD", "TRACE")
 
@@ -159,7 +160,8 @@ def profile_from_message(message: destination_pb2.DestinationProfile, port: int)
     """The proxy's view of a ``DestinationProfile`` for a destination on ``port``.
 
     Routes that cannot be used (an invalid regex, an empty match) are left out with a warning,
-    and a retry budget out of Linkerd's bounds (ratio 0 to 1000, ttl 1 to 60 s) gives the default.
+    and a retry budget out of Linkerd's bounds (ratio 0 to 1000, ttl 1 to 60 s, at most 2^31 - 1
+    retries per second) gives the default.
     """
     routes = []
     for route in message.routes:
@@ -171,7 +173,8 @@ def profile_from_message(message: destination_pb2.DestinationProfile, port: int)
     if message.HasField("retry_budget"):
         budget = message.retry_budget
         budget_ttl = budget.ttl.seconds + budget.ttl.nanos / 1e9
-        if 0 <= budget.retry_ratio <= 1000 and 1 <= budget_ttl <= 60:
+        per_second_ok = budget.min_retries_per_second <= MAX_MIN_RETRIES
+        if 0 <= budget.retry_ratio <= 1000 and 1 <= budget_ttl <= 60 and per_second_ok:
             ratio, per_second, ttl = budget.retry_ratio, budget.min_retries_per_second, budget_ttl
         else:
             log.warning(

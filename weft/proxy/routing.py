@@ -105,7 +105,8 @@ def split_host_port(authority: str) -> tuple[str, int | None]:
         host, port_text = authority.split(":")
     else:
         host, port_text = authority, ""
-    port = int(port_text) if port_text.isdigit() and 0 < int(port_text) < 65536 else None
+    valid = port_text.isascii() and port_text.isdigit() and 0 < int(port_text) < 65536
+    port = int(port_text) if valid else None
     return host, port
 
 
