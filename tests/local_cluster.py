@@ -102,6 +102,15 @@ class LocalCluster:
         """Run ``argv`` inside a pod's network namespace."""
         return self.run("exec", pod, "-n", namespace, "--", *argv, check=check, timeout=timeout)
 
+    def exec_background(
+        self, pod: str, namespace: str, argv: Sequence[str]
+    ) -> subprocess.Popen[str]:
+        """Start ``argv`` inside a pod's network namespace; its stdout is a text pipe."""
+        command = [sys.executable, "-m", "weft", "cluster", "--name", self.name,
+                   "--state-dir", str(self.state_dir), "exec", pod, "-n", namespace, "--",
+                   *argv]  # fmt: skip
+        return subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT)
+
     def pids(self, pod: Obj, pattern: str) -> list[int]:
         """PIDs of the processes in ``pod``'s namespace whose command line contains ``pattern``."""
         netns = ClusterConfig.load(self.state_dir).pod_netns(pod["metadata"]["uid"])
@@ -143,6 +152,54 @@ class LocalCluster:
         return wait_for(
             check, timeout, what=f"{count} ready {prefix}* pods in {namespace}", interval=0.2
         )
+
+    def deployment_pods(self, namespace: str, deployment: str) -> list[Obj]:
+        """The pods a Deployment controls (terminating ones included)."""
+        return [
+            p
+            for p in self.get("pods", namespace)
+            if any(
+                ref.get("controller")
+                and ref.get("kind") == "Deployment"
+                and ref["name"] == deployment
+                for ref in p["metadata"].get("ownerReferences") or []
+            )
+        ]
+
+    def wait_deployment(
+        self, namespace: str, deployment: str, count: int, timeout: float = 60
+    ) -> list[Obj]:
+        """Wait until a Deployment has exactly ``count`` pods, all ready and none terminating
+        (``count`` 0: until its pods are gone)."""
+
+        def check() -> tuple[list[Obj]] | None:
+            pods = self.deployment_pods(namespace, deployment)
+            ready = [
+                p
+                for p in pods
+                if not p["metadata"].get("deletionTimestamp")
+                and any(
+                    c["type"] == "Ready" and c["status"] == "True"
+                    for c in p.get("status", {}).get("conditions", [])
+                )
+            ]
+            return (ready,) if len(ready) == count and len(pods) == count else None
+
+        found = wait_for(
+            check, timeout, what=f"{count} ready pods of {namespace}/{deployment}", interval=0.2
+        )
+        assert found is not None
+        return found[0]
+
+    def logs(self, pod: str, namespace: str, container: str = "") -> str:
+        """A container's output so far."""
+        args = ["logs", pod, "-n", namespace] + (["-c", container] if container else [])
+        return self.run(*args).stdout
+
+    def proxy_metrics(self, pod: str, namespace: str) -> str:
+        """The ``/metrics`` text of a meshed pod's proxy (read over the pod's loopback)."""
+        argv = ["curl", "-sS", "--fail", "--max-time", "5", "http://127.0.0.1:4191/metrics"]
+        return self.exec(pod, namespace, argv).stdout
 
     # -- what is left ---------------------------------------------------------------------
 

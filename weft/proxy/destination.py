@@ -134,7 +134,13 @@ class Discovered(Logical):
         loop.call_later(INITIAL_TIMEOUT, self._release)
 
     def _part_answered(self, _future: object = None) -> None:
-        if self.profiled and self.own.first.done():
+        """Release waiting requests once the profile, the own endpoints and those of every
+        split backend have answered (each is bounded by its initial timeout)."""
+        if (
+            self.profiled
+            and self.own.first.done()
+            and all(res.first.done() for res, _ in self.splits)
+        ):
             self._release()
 
     def _release(self) -> None:
@@ -142,8 +148,12 @@ class Discovered(Logical):
             self.first.set_result(None)
 
     def profile_answered(self) -> None:
-        """The first profile arrived."""
+        """A profile arrived (its splits' endpoint streams are open)."""
         self.profiled = True
+        if not self.first.done():
+            for res, _ in self.splits:
+                if not res.first.done():
+                    res.first.add_done_callback(self._part_answered)
         self._part_answered()
 
     def waiting(self) -> asyncio.Future[None] | None:

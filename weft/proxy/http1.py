@@ -317,6 +317,8 @@ class H1Server(asyncio.Protocol):
         if profile.name or profile.routes:
             path = request_path(ex.url)
             d = ex.dispatch = Dispatch(ctx, logical, ex.method.decode("latin-1"), path, now)
+            for data in ex.pending:  # body bytes that arrived while discovery was answering
+                d.keep(data)
             timeout = d.timeout
             if timeout is not None:
                 ex.timer = asyncio.get_running_loop().call_later(timeout, self._timed_out, ex)
