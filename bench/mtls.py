@@ -1,15 +1,18 @@
-"""The cost of mTLS: a meshed pair with identity against the same pair in plaintext.
+"""The meshed pair's costs: mTLS against plaintext, and routing by name (discovery, P2C
+balancing, a ServiceProfile route) against routing by pod IP.
 
-One local cluster (``weft cluster``) with its real control plane runs three copies of the same
+One local cluster (``weft cluster``) with its real control plane runs four copies of the same
 client and backend, each in its own namespace:
 
 - ``direct``: not meshed; the client loads the backend pod's IP directly (the baseline);
-- ``plain``: meshed with ``config.linkerd.io/disable-identity``; discovery and balancing on,
-  plaintext between the proxies;
-- ``mtls``: meshed with identity (the default): TLS 1.3 between the proxies.
+- ``plain``: meshed with ``config.linkerd.io/disable-identity``; plaintext between the proxies;
+- ``mtls``: meshed with identity (the default): TLS 1.3 between the proxies;
+- ``routed``: as ``mtls``, but two backend replicas behind a Service with a ServiceProfile, and
+  the client loads the Service's name: every request is matched against the profile's route
+  (``route_*`` metrics) and balanced over both replicas with P2C over peak-EWMA.
 
-Every client targets its backend's pod IP, so all three paths differ only in the proxies; the
-loads run in interleaved rounds and the figures are medians over the rounds. The
+The first three clients target their backend's pod IP, so those paths differ only in the
+proxies; the loads run in interleaved rounds and the figures are medians over the rounds. The
 targets come from the identity issue: the mTLS pair's added p50 at 1000 req/s at most 1.3 times
 the plaintext pair's, and its maximum throughput at least 80 % of it. The client proxy's
 ``tcp_open_total{peer="dst"}`` after the run shows that handshakes are paid per connection.
@@ -48,7 +51,8 @@ from tests.mesh import wait_for
 
 H1_PORT, H2_PORT = 8080, 8081
 LOADS = (Load(H1, 1000), Load(H1, None), Load(H2, 1000), Load(H2, None))
-NAMESPACES = ("direct", "plain", "mtls")
+NAMESPACES = ("direct", "plain", "mtls", "routed")
+MESHED = NAMESPACES[1:]
 
 
 def say(message: str) -> None:
@@ -57,12 +61,15 @@ def say(message: str) -> None:
 
 
 def manifest(namespace: str, prefix: Path) -> str:
-    """A backend (nginx) and an idle client in ``namespace``, meshed as the name says."""
+    """A backend (nginx) and an idle client in ``namespace``, meshed as the name says; for
+    ``routed`` two backends behind a Service with a ServiceProfile."""
     annotations = {
         "direct": "",
         "plain": "linkerd.io/inject: enabled\n        config.linkerd.io/disable-identity: 'true'",
         "mtls": "linkerd.io/inject: enabled",
+        "routed": "linkerd.io/inject: enabled",
     }[namespace]
+    replicas = 2 if namespace == "routed" else 1
     meta = f"\n      annotations:\n        {annotations}" if annotations else ""
     conf = prefix / "nginx.conf"
     return f"""
@@ -74,6 +81,7 @@ apiVersion: apps/v1
 kind: Deployment
 metadata: {{name: backend, namespace: {namespace}}}
 spec:
+  replicas: {replicas}
   selector: {{matchLabels: {{app: backend}}}}
   template:
     metadata:
@@ -99,6 +107,26 @@ spec:
       containers:
       - name: sleep
         command: [sleep, infinity]
+{ROUTED.format(ns=namespace) if namespace == "routed" else ""}"""
+
+
+ROUTED = f"""---
+apiVersion: v1
+kind: Service
+metadata: {{{{name: backend, namespace: {{ns}}}}}}
+spec:
+  selector: {{{{app: backend}}}}
+  ports: [{{{{name: http, port: {H1_PORT}}}}}, {{{{name: grpc, port: {H2_PORT}}}}}]
+---
+apiVersion: linkerd.io/v1alpha2
+kind: ServiceProfile
+metadata: {{{{name: backend.{{ns}}.svc.cluster.local, namespace: {{ns}}}}}}
+spec:
+  routes:
+  - name: root
+    condition: {{{{method: GET, pathRegex: /}}}}
+  - name: grpc
+    condition: {{{{method: POST, pathRegex: "{GRPC_PATH}"}}}}
 """
 
 
@@ -121,17 +149,21 @@ class PathResult:
     runs: list[Measured] = field(default_factory=list)
     dst_connections: float | None = None
     tls_dst_connections: float | None = None
+    per_backend: dict[str, float] = field(default_factory=dict)  # responses by dst_pod
+    route_requests: float | None = None
 
 
 def run_path(
     cluster: LocalCluster, namespace: str, workdir: Path, seconds: int, result: PathResult
 ) -> None:
-    """Warm up and apply every load from ``namespace``'s client to its backend's pod IP."""
-    backend = cluster.wait_ready(namespace, "backend-", 1, timeout=90)[0]
+    """Warm up and apply every load from ``namespace``'s client to its backend's pod IP (for
+    ``routed``: to its Service's name)."""
+    routed = namespace == "routed"
+    backend = cluster.wait_ready(namespace, "backend-", 2 if routed else 1, timeout=90)[0]
     client = cluster.wait_ready(namespace, "client-", 1, timeout=90)[0]
     name = client["metadata"]["name"]
-    ip = backend["status"]["podIP"]
-    urls = {H1: f"http://{ip}:{H1_PORT}/", H2: f"http://{ip}:{H2_PORT}{GRPC_PATH}"}
+    host = f"backend.{namespace}.svc.cluster.local" if routed else backend["status"]["podIP"]
+    urls = {H1: f"http://{host}:{H1_PORT}/", H2: f"http://{host}:{H2_PORT}{GRPC_PATH}"}
 
     def runner(argv: Sequence[str], timeout: float) -> Any:
         return cluster.exec(name, namespace, list(argv), check=False, timeout=timeout)
@@ -169,6 +201,13 @@ def run_path(
         result.tls_dst_connections = metric_total(
             text.stdout, "tcp_open_total", tls="true", **labels
         )
+        if routed:
+            for pod in cluster.ready_pods(namespace, "backend-"):
+                pod_name = pod["metadata"]["name"]
+                result.per_backend[pod_name] = metric_total(
+                    text.stdout, "response_total", direction="outbound", dst_pod=pod_name
+                )
+            result.route_requests = metric_total(text.stdout, "route_request_total")
 
 
 def _get(result: PathResult, load: str, key: str) -> float | None:
@@ -206,7 +245,20 @@ def report(results: dict[str, PathResult]) -> list[str]:
                 f"{proto} max throughput: mTLS {top_mtls:.0f} vs plaintext {top_plain:.0f} req/s "
                 f"= {share:.1%} (target >= 80%: {verdict})"
             )
-        for ns in ("plain", "mtls"):
+        routed = _get(results["routed"], f"{proto}@1000", "p50_ms")
+        if None not in (base, mtls, routed):
+            assert base is not None and mtls is not None and routed is not None
+            lines.append(
+                f"{proto} added p50 @1000/s: routed by name +{routed - base:.3f} ms vs by pod IP "
+                f"+{mtls - base:.3f} ms"
+            )
+        top_routed = _get(results["routed"], f"{proto}@max", "rps")
+        if top_routed and top_mtls:
+            lines.append(
+                f"{proto} max throughput: routed by name {top_routed:.0f} vs by pod IP "
+                f"{top_mtls:.0f} req/s = {top_routed / top_mtls:.1%}"
+            )
+        for ns in MESHED:
             cpu = next(
                 (r.cpu_us_per_req for r in results[ns].runs if r.load == f"{proto}@max"), None
             )
@@ -216,11 +268,18 @@ def report(results: dict[str, PathResult]) -> list[str]:
                     f"{proto} at max, {ns}: CPU per request per proxy {cpu:.1f} us, "
                     f"peak proxy RSS {rss:.1f} MB"
                 )
-    for ns in ("plain", "mtls"):
+    for ns in MESHED:
         res = results[ns]
         lines.append(
             f"{ns}: the client proxy opened {res.dst_connections:.0f} connections to the server "
             f"({res.tls_dst_connections:.0f} of them TLS) over the whole run"
+        )
+    routed_result = results["routed"]
+    if routed_result.per_backend:
+        spread = ", ".join(f"{v:.0f}" for v in sorted(routed_result.per_backend.values()))
+        lines.append(
+            f"routed: responses per backend replica {spread}; "
+            f"route_request_total {routed_result.route_requests or 0:.0f}"
         )
     return lines
 
