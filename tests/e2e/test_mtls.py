@@ -88,18 +88,16 @@ def test_bytes_between_meshed_pods_are_tls_and_metrics_name_both_ends(
     cluster: LocalCluster, tmp_path: Path
 ) -> None:
     backends = cluster.wait_ready(NS, "whoami-", 2)
-    backend = backends[0]
-    client_pod = _pod(cluster, NS, "client-")
-    client = client_pod["metadata"]["name"]
+    client = _pod(cluster, NS, "client-")["metadata"]["name"]
     capture = tmp_path / "wire.pcap"
-    # Capture inside the first backend's namespace, on its veth, what crosses the wire from the
-    # client pod (the kubelet's probes come from the node, unmeshed and so in plaintext).
-    netns = cluster.run("get", "pod", backend["metadata"]["name"], "-n", NS, "-o", "json")
+    # Capture inside the client pod's namespace, on its veth: what its proxy sends to port 8080,
+    # whichever backend the balancer picks (the app's own bytes only cross loopback).
+    netns = cluster.run("get", "pod", client, "-n", NS, "-o", "json")
     uid = json.loads(netns.stdout)["metadata"]["uid"]
     pod_netns = f"{cluster.name}-p-{uid.replace('-', '')[:12]}"
     dump = subprocess.Popen(
         ["ip", "netns", "exec", pod_netns, "tcpdump", "-i", "eth0", "-U", "-n", "-s", "0",
-         "-w", str(capture), f"tcp port 8080 and host {client_pod['status']['podIP']}"],
+         "-w", str(capture), "tcp port 8080"],
         stderr=subprocess.PIPE,
         text=True,
     )  # fmt: skip
@@ -128,16 +126,17 @@ def test_bytes_between_meshed_pods_are_tls_and_metrics_name_both_ends(
         text, "request_total", direction="outbound", tls="true", server_id=client_id
     )
     assert not metric_total(text, "request_total", direction="outbound", tls="no_identity")
-    inbound = 0.0
-    for pod in backends:
+    inbound = opened = 0.0
+    for pod in backends:  # the balancer may have sent every request to one of them
         text = _curl(cluster, NS, client, f"http://{pod['status']['podIP']}:4191/metrics")
         inbound += metric_total(
             text, "request_total", direction="inbound", tls="true", client_id=client_id
         )
-        assert metric_total(
+        opened += metric_total(
             text, "tcp_open_total", direction="inbound", peer="src", client_id=client_id
         )
     assert inbound >= 10
+    assert opened >= 1
 
 
 def test_the_app_sees_the_verified_client_id_and_never_a_forged_one(
