@@ -346,6 +346,18 @@ def test_requests_spread_over_three_replicas(cluster: LocalCluster) -> None:
     )
 
 
+def test_a_short_l5d_dst_override_picks_the_destination(cluster: LocalCluster) -> None:
+    # The connection goes to spread's cluster IP; the header names split-v1 by its short name,
+    # which the proxy completes with its pod's namespace (LINKERD2_PROXY_DESTINATION_CONTEXT).
+    pod = client_pod(cluster)
+    for _ in range(5):
+        proc = cluster.exec(
+            pod, NS, ["curl", "-sS", "--max-time", "5", "-H", "l5d-dst-override: split-v1",
+                      "http://spread/"],
+        )  # fmt: skip
+        assert proc.stdout.startswith("v1 "), proc.stdout
+
+
 # -- 2. a slow replica --------------------------------------------------------------------
 
 

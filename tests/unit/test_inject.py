@@ -166,6 +166,8 @@ def test_identity_variables_are_rendered() -> None:
     # Kubernetes expands $(VAR) only from variables defined earlier in the list.
     order = [e["name"] for e in env]
     assert order.index("_l5d_trustdomain") < order.index("LINKERD2_PROXY_IDENTITY_LOCAL_NAME")
+    assert values["LINKERD2_PROXY_DESTINATION_CONTEXT"] == "ns:$(_pod_ns)"
+    assert order.index("_pod_ns") < order.index("LINKERD2_PROXY_DESTINATION_CONTEXT")
 
 
 def test_identity_enabled_mounts_the_end_entity_volume() -> None:

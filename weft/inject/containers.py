@@ -105,6 +105,7 @@ def proxy_env(config: InjectConfig, settings: ProxySettings) -> list[dict[str, A
         _field_ref("_pod_ns", "metadata.namespace"),
         _field_ref("_pod_name", "metadata.name"),
         _field_ref("_pod_sa", "spec.serviceAccountName"),
+        _value(p + "DESTINATION_CONTEXT", "ns:$(_pod_ns)"),
         _value("_l5d_ns", config.control_plane_namespace),
         _value("_l5d_trustdomain", config.trust_domain),
         _value(p + "IDENTITY_DIR", IDENTITY_DIR),
