@@ -12,7 +12,6 @@ from weft.api import destination_pb2 as pb
 from weft.api import http_types_pb2
 from weft.controller.destination.addresses import ClusterState, MeshSettings
 from weft.controller.destination.profiles import (
-    context_namespace,
     default_retry_budget,
     profile_for,
     profile_message,
@@ -431,14 +430,6 @@ def test_client_namespace_profile_takes_precedence(token: str, expected: list[st
         service_profile(named_route("client"), namespace="vote-bot"),
     )
     assert route_names(profile_for(state, WEB, token, SETTINGS)) == expected
-
-
-def test_context_namespace() -> None:
-    assert context_namespace("ns:emojivoto") == "emojivoto"
-    assert context_namespace(' {"ns": "emojivoto", "pod": "web-1"} ') == "emojivoto"
-    assert context_namespace('{"pod": "web-1"}') == ""
-    assert context_namespace("[1]") == ""
-    assert context_namespace("emojivoto") == ""
 
 
 def test_traffic_split_is_found_by_its_apex_service() -> None:

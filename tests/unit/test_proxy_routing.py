@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from weft.proxy.destination import context_namespace
+from weft.proxy.config import context_namespace
 from weft.proxy.discovery import Endpoint
 from weft.proxy.errors import ProxyError
 from weft.proxy.profiles import Profile
@@ -188,6 +188,7 @@ def test_the_budget_follows_the_profile() -> None:
         ("ns:emojivoto", "emojivoto"),
         (" ns:emojivoto\n", "emojivoto"),
         ('{"ns":"x","pod":"p"}', "x"),
+        (' {"ns": "emojivoto", "pod": "web-1"} ', "emojivoto"),
         ('{"pod":"p"}', ""),
         ('{"ns": 3}', ""),
         ("[1, 2]", ""),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -38,6 +39,22 @@ def parse_addr(name: str, text: str) -> tuple[str, int]:
     if not 0 <= port_num <= 65535:
         raise ConfigError(f"{name}: port out of range in {text!r}")
     return host, port_num
+
+
+def context_namespace(token: str) -> str:
+    """The client's namespace in a ``DESTINATION_CONTEXT`` token, ``ns:<ns>`` (Linkerd 2.6) or
+    JSON ``{"ns": ...}`` (current); "" if none. The destination service reads it the same way."""
+    token = token.strip()
+    if token.startswith("ns:"):
+        return token[len("ns:") :].strip()
+    if token.startswith("{"):
+        try:
+            fields = json.loads(token)
+        except ValueError:
+            return ""
+        namespace = fields.get("ns") if isinstance(fields, dict) else None
+        return namespace if isinstance(namespace, str) else ""
+    return ""
 
 
 def parse_suffixes(text: str | None, default: str) -> tuple[str, ...]:

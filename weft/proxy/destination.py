@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import json
 import logging
 import random
 from collections.abc import Callable
@@ -27,6 +26,7 @@ import grpc.aio
 from weft.api import destination_pb2, net_pb2
 from weft.identity.client import LocalIdentity
 from weft.proxy.balance import Balancer, Load
+from weft.proxy.config import context_namespace
 from weft.proxy.discovery import Addr, Endpoint
 from weft.proxy.profiles import profile_from_message
 from weft.proxy.routing import Fallbacks, Logical, canonical_name
@@ -372,15 +372,3 @@ def _strip_dot(authority: str) -> str:
     """``host.:port`` → ``host:port`` (TrafficSplit authorities end the host with a dot)."""
     host, sep, port = authority.rpartition(":")
     return f"{host.rstrip('.')}:{port}" if sep else authority.rstrip(".")
-
-
-def context_namespace(token: str) -> str:
-    """The client's namespace in a context token (``ns:<ns>`` or JSON ``{"ns": ...}``)."""
-    token = token.strip()
-    if token.startswith("{"):
-        try:
-            value = json.loads(token).get("ns", "")
-        except (ValueError, AttributeError):
-            return ""
-        return value if isinstance(value, str) else ""
-    return token[3:] if token.startswith("ns:") else ""

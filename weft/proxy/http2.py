@@ -184,7 +184,7 @@ class ServerConn(H2Conn):
         up = upstream.open_leg(exchange)
         down.peer = up
         up.peer = down
-        chunks: list[tuple[bytes, bool, bool]]
+        chunks: list[tuple[bytes, bool, bool]] | None
         if retry:
             assert exchange.dispatch is not None and exchange.dispatch.replay is not None
             chunks = [(payload, False, False) for payload in exchange.dispatch.replay]
@@ -192,8 +192,7 @@ class ServerConn(H2Conn):
                 chunks.append((b"", True, False))
                 down.precredited += exchange.dispatch.replay_bytes
         else:
-            chunks = down.early or []
-            down.early = None
+            chunks, down.early = down.early, None
         if not chunks:
             upstream.write_headers(up, exchange.block, down.recv_done)
             return

@@ -7,7 +7,6 @@ stores, so a malformed part of an object is skipped with a warning rather than r
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from weft.controller.destination.addresses import (
     Obj,
     parse_path,
 )
+from weft.proxy.config import context_namespace
 from weft.resources.profiles import parse_go_duration, parse_quantity
 
 log = logging.getLogger("weft.controller.destination")
@@ -335,21 +335,6 @@ def profile_message(
 
 
 # -- answering GetProfile -----------------------------------------------------------------
-
-
-def context_namespace(token: str) -> str:
-    """The client's namespace in a context token, ``ns:<ns>`` or ``{"ns": ...}`` ("" if none)."""
-    token = token.strip()
-    if token.startswith("ns:"):
-        return token[len("ns:") :].strip()
-    if token.startswith("{"):
-        try:
-            fields = json.loads(token)
-        except ValueError:
-            return ""
-        namespace = fields.get("ns") if isinstance(fields, dict) else None
-        return namespace if isinstance(namespace, str) else ""
-    return ""
 
 
 def service_key(state: ClusterState, path: str, settings: MeshSettings) -> tuple[Key, int] | None:
