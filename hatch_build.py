@@ -1,4 +1,7 @@
-"""Hatchling build hook: generate Python code for weft/api/*.proto with grpcio-tools.
+"""Hatchling build hook: generate Python code for the .proto files with grpcio-tools.
+
+The protos are Linkerd's proxy API (``weft/api/*.proto``) and the emojivoto demo's services
+(``weft/emojivoto/*.proto``).
 
 The generated modules (``*_pb2.py``, ``*_pb2.pyi``, ``*_pb2_grpc.py``) are not committed; every
 build and editable install makes them from the .proto files with the pinned grpcio-tools.
@@ -12,6 +15,10 @@ from typing import Any
 
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
+# Packages under weft/ whose .proto files are compiled; imports come out as ``from weft.<dir> ...``.
+PROTO_DIRS = ("api", "emojivoto")
+GENERATED = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")
+
 
 class ProtoBuildHook(BuildHookInterface):  # type: ignore[type-arg]
     """Runs protoc (bundled with grpcio-tools) before the package is built."""
@@ -22,7 +29,11 @@ class ProtoBuildHook(BuildHookInterface):  # type: ignore[type-arg]
         from grpc_tools import protoc
 
         root = Path(self.root)
-        protos = sorted(str(p.relative_to(root)) for p in (root / "weft" / "api").glob("*.proto"))
+        protos = sorted(
+            str(p.relative_to(root))
+            for d in PROTO_DIRS
+            for p in (root / "weft" / d).glob("*.proto")
+        )
         include = importlib.resources.files("grpc_tools") / "_proto"
         args = [
             "protoc",
@@ -35,6 +46,4 @@ class ProtoBuildHook(BuildHookInterface):  # type: ignore[type-arg]
         ]
         if protoc.main(args) != 0:
             raise RuntimeError(f"protoc failed on {', '.join(protos)}")
-        build_data["artifacts"].extend(
-            ["/weft/api/*_pb2.py", "/weft/api/*_pb2.pyi", "/weft/api/*_pb2_grpc.py"]
-        )
+        build_data["artifacts"].extend(f"/weft/{d}/*{g}" for d in PROTO_DIRS for g in GENERATED)
