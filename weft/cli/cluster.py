@@ -6,6 +6,7 @@ import asyncio
 import functools
 import json
 import os
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -16,7 +17,8 @@ import yaml
 
 from weft.cli.cluster_table import table
 from weft.local import lifecycle
-from weft.local.api_client import ApiClient
+from weft.local import port_forward as pf
+from weft.local.api_client import ApiClient, ApiError
 from weft.local.cluster_config import (
     DEFAULT_DOMAIN,
     DEFAULT_NAME,
@@ -328,6 +330,63 @@ def exec(c: Ctx, pod: str, command: tuple[str, ...], namespace: str) -> None:
     items = c.call(lambda client: client.list("Pod", namespace, pod))
     netns = c.config().pod_netns(items[0]["metadata"]["uid"])
     os.execvp("ip", ["ip", "netns", "exec", netns, *command])
+
+
+@cluster.command("port-forward")
+@click.argument("target")
+@click.argument("ports", nargs=-1, required=True)
+@click.option("-n", "--namespace", default="default", show_default=True)
+@click.option("--address", default="127.0.0.1", show_default=True, help="Local address.")
+@pass_ctx
+@friendly_errors
+def port_forward(c: Ctx, target: str, ports: tuple[str, ...], namespace: str, address: str) -> None:
+    """Forward local ports to a service or pod: ``svc/NAME|pod/NAME [LOCAL:]REMOTE...``.
+
+    ``8080:80`` forwards local port 8080 to remote port 80 (a number or a port name), ``:80``
+    picks a free local port. Runs until interrupted (or until ``down``).
+    """
+    try:
+        kind, name = pf.parse_target(target)
+        specs = [pf.parse_port_spec(p) for p in ports]
+        obj = _forward_target(c, kind, namespace, name)
+        remotes = [pf.resolve_target(obj, kind, remote) for _, remote in specs]
+        listeners = [
+            (_listen(address, port if local is None else local, remote), ip, port)
+            for (local, remote), (ip, port) in zip(specs, remotes, strict=True)
+        ]
+    except pf.PortForwardError as exc:
+        _fail(str(exc))
+    argv = pf.relay_argv(c.config(), [(s.fileno(), ip, port) for s, ip, port in listeners])
+    for sock, _, port in listeners:
+        click.echo(f"Forwarding from {pf.host_port(*sock.getsockname()[:2])} -> {port}")
+        os.set_inheritable(sock.fileno(), True)
+    sys.stdout.flush()
+    # The relay replaces this process: signals to the command reach it directly.
+    os.execvp(argv[0], argv)
+
+
+def _forward_target(c: Ctx, kind: str, namespace: str, name: str) -> dict[str, Any]:
+    """The Service or Pod to forward to; a missing one is a :class:`pf.PortForwardError`."""
+    try:
+        items: list[dict[str, Any]] = c.call(lambda client: client.list(kind, namespace, name))
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
+        raise pf.PortForwardError(
+            f'{plural(kind)} "{name}" not found in namespace "{namespace}"'
+        ) from None
+    return items[0]
+
+
+def _listen(address: str, port: int, remote: str) -> socket.socket:
+    """:func:`pf.bind`, suggesting another local port when ``port`` is taken."""
+    try:
+        return pf.bind(address, port)
+    except pf.PortInUseError as exc:
+        other = port + 1 if port < 65535 else port - 1
+        raise pf.PortForwardError(
+            f"{exc}: pick another local port (e.g. {other}:{remote})"
+        ) from exc
 
 
 @cluster.command(hidden=True)
