@@ -7,6 +7,7 @@ map onto weft's proxy or proxy-init (resources, image pull policy, ...) are igno
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -203,3 +204,28 @@ def resolve_settings(
             f"{settings.control_port}"
         )
     return settings
+
+
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job")
+
+
+def annotate_inject(obj: Mapping[str, Any], mode: str) -> dict[str, Any]:
+    """A copy of a workload (or Pod) whose pod template says ``linkerd.io/inject: <mode>``.
+
+    What ``linkerd inject`` does without ``--manual``: the admission step then injects (or
+    skips) the pods. Other kinds are returned unchanged.
+    """
+    if mode not in INJECT_MODES:
+        raise InjectError(f"invalid {INJECT_ANNOTATION} mode {mode!r}")
+    out = copy.deepcopy(dict(obj))
+    kind = out.get("kind")
+    if kind == "Pod":
+        meta = out.setdefault("metadata", {})
+    elif kind in WORKLOAD_KINDS:
+        template = out.setdefault("spec", {}).setdefault("template", {})
+        meta = template.setdefault("metadata", {})
+    else:
+        return out
+    annotations = meta.get("annotations") or {}
+    meta["annotations"] = {**annotations, INJECT_ANNOTATION: mode}
+    return out

@@ -209,6 +209,17 @@ def _read_sources(sources: Sequence[str], stdin: TextIO | None) -> list[tuple[st
     return texts
 
 
+def load_documents(sources: Sequence[str], *, stdin: TextIO | None = None) -> list[tuple[str, Any]]:
+    """``(source, document)`` for every YAML/JSON document in the given files, directories or "-",
+    parsed but not validated (empty documents are skipped); raises ``ManifestError``."""
+    return [
+        (name, doc)
+        for name, text in _read_sources(sources, stdin)
+        for doc in _yaml_documents(text, name)
+        if doc is not None
+    ]
+
+
 def load_manifests(
     sources: Sequence[str], *, stdin: TextIO | None = None, default_namespace: str | None = None
 ) -> list[Resource]:
