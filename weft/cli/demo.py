@@ -1,0 +1,108 @@
+"""``weft demo``: emojivoto, meshed, on a local cluster; ``weft demo down`` removes it."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from weft.local.cluster_config import (
+    DEFAULT_NAME,
+    DEFAULT_POD_CIDR,
+    DEFAULT_SERVICE_CIDR,
+    state_dir_for,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def cluster_choice(func: F) -> F:
+    """``--name``/``--state-dir``, as ``weft cluster`` takes them."""
+    func = click.option(
+        "--state-dir",
+        envvar="WEFT_STATE_DIR",
+        default=None,
+        help="State directory [default: /var/lib/weft/<name>].",
+    )(func)
+    return click.option(
+        "--name",
+        envvar="WEFT_CLUSTER",
+        default=DEFAULT_NAME,
+        show_default=True,
+        help="Name of the local cluster the demo runs in.",
+    )(func)
+
+
+def _run(body: Callable[[], int]) -> None:
+    from weft.demo.runner import DemoError
+    from weft.demo.ui import Ui
+
+    try:
+        sys.exit(body())
+    except DemoError as exc:
+        Ui().error(str(exc))
+        sys.exit(1)
+
+
+@click.group(invoke_without_command=True)
+@cluster_choice
+@click.option("--port", default=8080, show_default=True, help="Host port for the emojivoto page.")
+@click.option("--address", default="127.0.0.1", show_default=True, help="Host address for it.")
+@click.option("--no-inject", is_flag=True, help="Deploy emojivoto without the mesh.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=300.0,
+    show_default=True,
+    help="Seconds to wait for the cluster, the pods and traffic.",
+)
+@click.option("--pod-cidr", default=DEFAULT_POD_CIDR, show_default=True)
+@click.option("--service-cidr", default=DEFAULT_SERVICE_CIDR, show_default=True)
+@click.pass_context
+def demo(
+    ctx: click.Context,
+    name: str,
+    state_dir: str | None,
+    port: int,
+    address: str,
+    no_inject: bool,
+    timeout: float,
+    pod_cidr: str,
+    service_cidr: str,
+) -> None:
+    """Run emojivoto on this host, meshed by weft, until Ctrl-C.
+
+    Checks the host, starts a local cluster with its control plane, deploys emojivoto with
+    every pod injected, waits for the proxies and for traffic, and serves the app's page on
+    http://127.0.0.1:8080. Ctrl-C or `weft demo down` removes everything.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from weft.demo.runner import DemoOptions, run
+    from weft.demo.ui import Ui
+
+    options = DemoOptions(
+        name=name,
+        state_dir=state_dir_for(name, state_dir),
+        pod_cidr=pod_cidr,
+        service_cidr=service_cidr,
+        address=address,
+        port=port,
+        inject=not no_inject,
+        timeout=timeout,
+    )
+    _run(lambda: asyncio.run(run(options, Ui())))
+
+
+@demo.command()
+@cluster_choice
+def down(name: str, state_dir: str | None) -> None:
+    """Stop the demo and remove its cluster (nothing is left behind; safe to repeat)."""
+    from weft.demo.runner import DemoOptions
+    from weft.demo.runner import down as remove
+    from weft.demo.ui import Ui
+
+    _run(lambda: remove(DemoOptions(name=name, state_dir=state_dir_for(name, state_dir)), Ui()))
