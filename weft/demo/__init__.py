@@ -1,0 +1,1 @@
+"""``weft demo``: emojivoto (``weft/emojivoto``) meshed on a local cluster, from one command."""
