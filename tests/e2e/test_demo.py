@@ -163,8 +163,8 @@ def pod_named(cluster: LocalCluster, deployment: str) -> str:
     return str(pods[0])
 
 
-def test_unmeshed_then_meshed_then_down(cluster: LocalCluster) -> None:
-    # -- --no-inject: the same app without proxies; Ctrl-C removes it ------------------------
+def test_unmeshed_then_crash_then_meshed_then_down(cluster: LocalCluster) -> None:
+    # -- --no-inject: the same app without proxies; then the demo process dies ---------------
     port = free_port()
     demo = Demo(cluster, port, "--no-inject")
     try:
@@ -174,23 +174,19 @@ def test_unmeshed_then_meshed_then_down(cluster: LocalCluster) -> None:
         assert all(proxy_of(p) is None for p in pods)
         status, body = get(f"http://127.0.0.1:{port}/api/list")
         assert status == 200 and len(json.loads(body)) == EMOJI_COUNT
-        demo.proc.send_signal(signal.SIGINT)
-        out = demo.output(120)
+        demo.proc.kill()  # a closed terminal: no teardown, the port-forward lives on
+        demo.proc.wait(30)
+        assert get(f"http://127.0.0.1:{port}/api/list")[0] == 200
     finally:
         demo.stop()
-    assert demo.proc.returncode == 0, out
-    assert "removed" in out.splitlines()[-1]
-    assert cluster.leftovers() == []
-    with pytest.raises(OSError):
-        socket.create_connection(("127.0.0.1", port), timeout=2).close()
 
-    # -- meshed ------------------------------------------------------------------------------
-    port = free_port()
+    # -- re-run, meshed, on the same port: the cluster is reused and the pods replaced ------
     demo = Demo(cluster, port)
     try:
         demo.wait_for_line("emojivoto is running: open", UP_TIMEOUT + 30)
         text = "\n".join(demo.lines)
-        for step in ("control plane:", "weft check:", "pods: 4/4 pods ready, 4/4 proxies",
+        for step in ("stopping the port-forward of an earlier demo", "was already up",
+                     "control plane:", "weft check:", "pods: 4/4 pods ready, 4/4 proxies",
                      "traffic: mTLS requests seen by web's proxy", "web page:"):  # fmt: skip
             assert step in text, text
 
@@ -256,10 +252,26 @@ def test_unmeshed_then_meshed_then_down(cluster: LocalCluster) -> None:
         demo.stop()
     assert demo.proc.returncode == 0, out
     assert cluster.leftovers() == []
+    with pytest.raises(OSError):  # the port-forward is gone too
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
     again = subprocess.run(
         demo_argv(cluster, "down"), capture_output=True, text=True, timeout=60, check=False
     )
     assert (again.returncode, again.stdout.strip()) == (0, "no demo to remove")
+
+
+def test_ctrl_c_while_starting_removes_everything(cluster: LocalCluster) -> None:
+    demo = Demo(cluster, free_port())
+    try:
+        demo.wait_for_line("Deploying emojivoto", UP_TIMEOUT)
+        demo.proc.send_signal(signal.SIGINT)
+        out = demo.output(120)
+    finally:
+        demo.stop()
+    assert demo.proc.returncode == 0, out
+    assert "stopping the demo" in out
+    assert out.splitlines()[-1].startswith(f"√ cluster {cluster.name} removed")
+    assert cluster.leftovers() == []
 
 
 def test_a_busy_port_stops_the_demo_before_it_starts(cluster: LocalCluster) -> None:

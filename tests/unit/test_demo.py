@@ -255,3 +255,24 @@ def test_next_steps_carry_the_cluster_flags(tmp_path: Path) -> None:
     text = "\n".join(runner.next_steps(other, ".venv/bin/weft", "web-1"))
     assert f"sudo .venv/bin/weft demo down --name d1 --state-dir {tmp_path}" in text
     assert "http://127.0.0.1:9000/" in text
+
+
+def test_a_stale_port_forward_is_found_by_its_command_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = "import sys; sys.stdin.read()"  # lives until its stdin closes
+    relay = subprocess.Popen(
+        [sys.executable, "-c", code, "weft.local.port_forward"], stdin=subprocess.PIPE
+    )
+    other = subprocess.Popen([sys.executable, "-c", code, "something-else"], stdin=subprocess.PIPE)
+    try:
+        assert runner.stale_forward({"relay": relay.pid}) == relay.pid
+        assert runner.stale_forward({"relay": other.pid}) is None
+        assert runner.stale_forward({"relay": None}) is None
+        assert runner.stale_forward(None) is None
+    finally:
+        for proc in (relay, other):
+            assert proc.stdin is not None
+            proc.stdin.close()
+            proc.wait(10)

@@ -104,21 +104,31 @@ def read_marker(state_dir: Path) -> Obj | None:
     return data if isinstance(data, dict) else None
 
 
-def running_demo(marker: Obj | None) -> int | None:
-    """The pid of the ``weft demo`` process the marker names, if it still runs."""
-    pid = (marker or {}).get("pid")
+def _alive(marker: Obj | None, key: str, needle: bytes) -> int | None:
+    """The pid under ``key`` if that process runs (not this one) and its argv has ``needle``."""
+    pid = (marker or {}).get(key)
     if not isinstance(pid, int) or pid == os.getpid():
         return None
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return None
-    return pid if b"demo" in cmdline else None
+    return pid if needle in cmdline else None
 
 
-def _write_marker(opts: DemoOptions, pid: int | None) -> None:
+def running_demo(marker: Obj | None) -> int | None:
+    """The pid of the ``weft demo`` process the marker names, if it still runs."""
+    return _alive(marker, "pid", b"demo")
+
+
+def stale_forward(marker: Obj | None) -> int | None:
+    """The pid of the port-forward of a demo that died without removing it, if it still runs."""
+    return _alive(marker, "relay", b"weft.local.port_forward")
+
+
+def _write_marker(opts: DemoOptions, pid: int | None, relay: int | None = None) -> None:
     if opts.state_dir.is_dir():  # not when the cluster was removed under the demo
-        marker = {"pid": pid, "url": opts.url, "inject": opts.inject}
+        marker = {"pid": pid, "relay": relay, "url": opts.url, "inject": opts.inject}
         (opts.state_dir / MARKER).write_text(json.dumps(marker))
 
 
@@ -332,6 +342,7 @@ class Demo:
             self.relay = subprocess.Popen(argv, pass_fds=(listener.fileno(),))
         finally:
             listener.close()
+        _write_marker(opts, os.getpid(), self.relay.pid)
 
         async def serving() -> tuple[bool, str]:
             return await page_state(opts.url)
@@ -417,6 +428,11 @@ async def run(opts: DemoOptions, ui: Ui) -> int:
     if other is not None:
         ui.line(f"the demo already runs (pid {other}): open {(marker or {}).get('url', opts.url)}")
         return 0
+    relay = stale_forward(marker)
+    if relay is not None:  # an earlier demo was killed: free its port before checking it
+        ui.line(f"stopping the port-forward of an earlier demo (pid {relay})")
+        os.kill(relay, signal.SIGTERM)
+        await _gone(relay, 10.0)
     preflight(opts, ui)
     if marker is None and lifecycle.agent_pid(_cluster_config(opts)) is not None:
         raise DemoError(
@@ -459,6 +475,13 @@ async def run(opts: DemoOptions, ui: Ui) -> int:
         return 1
     ui.ok(f"cluster {opts.name} removed: no namespaces, links, rules or processes left")
     return 0
+
+
+async def _gone(pid: int, timeout: float) -> None:
+    """Wait (bounded) until process ``pid`` has exited."""
+    deadline = time.monotonic() + timeout
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)  # polling interval of a bounded wait
 
 
 def down(opts: DemoOptions, ui: Ui, grace: float = 120.0) -> int:
