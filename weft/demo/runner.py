@@ -339,7 +339,11 @@ class Demo:
         listener = pf.bind(opts.address, opts.port)
         try:
             argv = pf.relay_argv(self.cfg, [(listener.fileno(), ip, port)])
-            self.relay = subprocess.Popen(argv, pass_fds=(listener.fileno(),))
+            # Its "cannot reach" lines while web-svc gets endpoints would clutter the progress.
+            with (opts.state_dir / "port-forward.log").open("ab") as log:
+                self.relay = subprocess.Popen(
+                    argv, pass_fds=(listener.fileno(),), stdout=log, stderr=log
+                )
         finally:
             listener.close()
         _write_marker(opts, os.getpid(), self.relay.pid)
