@@ -41,18 +41,19 @@ def effective_capabilities(status: str) -> int:
 
 
 def privileges(euid: int, cap_eff: int) -> Finding:
-    """Root, or both CAP_NET_ADMIN (links, iptables) and CAP_SYS_ADMIN (namespace mounts)."""
-    if euid == 0:
-        return Finding(True, "running as root")
+    """CAP_NET_ADMIN (links, iptables) and CAP_SYS_ADMIN (namespace mounts), as root has them."""
     needed = (1 << CAP_NET_ADMIN) | (1 << CAP_SYS_ADMIN)
     if cap_eff & needed == needed:
-        return Finding(True, "running with CAP_NET_ADMIN and CAP_SYS_ADMIN")
-    return Finding(
-        False,
-        "root privileges",
-        "weft demo creates network namespaces and iptables rules: run it with sudo "
-        "(or grant CAP_NET_ADMIN and CAP_SYS_ADMIN)",
-    )
+        who = "root" if euid == 0 else "CAP_NET_ADMIN and CAP_SYS_ADMIN"
+        return Finding(True, f"running with {who}")
+    why = "weft demo creates network namespaces and iptables rules"
+    if euid == 0:
+        fix = (
+            f"{why}; this root lacks CAP_NET_ADMIN or CAP_SYS_ADMIN (run the container privileged)"
+        )
+    else:
+        fix = f"{why}: run it with sudo (or grant CAP_NET_ADMIN and CAP_SYS_ADMIN)"
+    return Finding(False, "privileges", fix)
 
 
 def check_privileges() -> Finding:
