@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.mesh import REPO_ROOT
+from tests.mesh import REPO_ROOT, wait_for
 from weft.demo import prereqs, runner
 from weft.demo.traffic import Edge, edges_seen, identity
 from weft.inject import InjectConfig, InjectError, inject_pod_template
@@ -282,3 +282,19 @@ def test_a_stale_port_forward_is_found_by_its_command_line(tmp_path: Path) -> No
             assert proc.stdin is not None
             proc.stdin.close()
             proc.wait(10)
+
+
+def test_an_exited_child_is_not_running_before_it_is_reaped() -> None:
+    import subprocess
+    import sys
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
+    )
+    assert runner.process_running(child.pid)
+    assert child.stdin is not None
+    child.stdin.close()
+    wait_for(lambda: not runner.process_running(child.pid), 10, what="the child's exit")
+    assert Path(f"/proc/{child.pid}").exists()  # a zombie until reaped
+    child.wait(10)
+    assert not runner.process_running(child.pid)

@@ -481,10 +481,19 @@ async def run(opts: DemoOptions, ui: Ui) -> int:
     return 0
 
 
+def process_running(pid: int) -> bool:
+    """Whether process ``pid`` exists and has not exited (a zombie has, whoever reaps it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
+
+
 async def _gone(pid: int, timeout: float) -> None:
     """Wait (bounded) until process ``pid`` has exited."""
     deadline = time.monotonic() + timeout
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+    while process_running(pid) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)  # polling interval of a bounded wait
 
 
@@ -508,7 +517,7 @@ def down(opts: DemoOptions, ui: Ui, grace: float = 120.0) -> int:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + grace
-        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        while process_running(pid) and time.monotonic() < deadline:
             time.sleep(POLL)  # polling interval of a bounded wait
     errors = []
     if (opts.state_dir / "cluster.json").exists():
