@@ -435,8 +435,9 @@ async def run(opts: DemoOptions, ui: Ui) -> int:
     relay = stale_forward(marker)
     if relay is not None:  # an earlier demo was killed: free its port before checking it
         ui.line(f"stopping the port-forward of an earlier demo (pid {relay})")
-        os.kill(relay, signal.SIGTERM)
-        await _gone(relay, 10.0)
+        with contextlib.suppress(ProcessLookupError, PermissionError):  # preflight says why
+            os.kill(relay, signal.SIGTERM)
+            await _gone(relay, 10.0)
     preflight(opts, ui)
     if marker is None and lifecycle.agent_pid(_cluster_config(opts)) is not None:
         raise DemoError(
