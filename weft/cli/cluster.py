@@ -367,14 +367,15 @@ def port_forward(c: Ctx, target: str, ports: tuple[str, ...], namespace: str, ad
 
 def _forward_target(c: Ctx, kind: str, namespace: str, name: str) -> dict[str, Any]:
     """The Service or Pod to forward to; a missing one is a :class:`pf.PortForwardError`."""
+    missing = pf.PortForwardError(f'{plural(kind)} "{name}" not found in namespace "{namespace}"')
     try:
         items: list[dict[str, Any]] = c.call(lambda client: client.list(kind, namespace, name))
     except ApiError as exc:
         if exc.status != 404:
             raise
-        raise pf.PortForwardError(
-            f'{plural(kind)} "{name}" not found in namespace "{namespace}"'
-        ) from None
+        raise missing from None
+    if not items:
+        raise missing
     return items[0]
 
 
