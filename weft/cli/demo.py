@@ -5,35 +5,11 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
 
 import click
 
-from weft.local.cluster_config import (
-    DEFAULT_NAME,
-    DEFAULT_POD_CIDR,
-    DEFAULT_SERVICE_CIDR,
-    state_dir_for,
-)
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def cluster_choice(func: F) -> F:
-    """``--name``/``--state-dir``, as ``weft cluster`` takes them."""
-    func = click.option(
-        "--state-dir",
-        envvar="WEFT_STATE_DIR",
-        default=None,
-        help="State directory [default: /var/lib/weft/<name>].",
-    )(func)
-    return click.option(
-        "--name",
-        envvar="WEFT_CLUSTER",
-        default=DEFAULT_NAME,
-        show_default=True,
-        help="Name of the local cluster the demo runs in.",
-    )(func)
+from weft.cli.pod_certs import cluster_options
+from weft.local.cluster_config import DEFAULT_POD_CIDR, DEFAULT_SERVICE_CIDR, state_dir_for
 
 
 def _run(body: Callable[[], int]) -> None:
@@ -48,7 +24,7 @@ def _run(body: Callable[[], int]) -> None:
 
 
 @click.group(invoke_without_command=True)
-@cluster_choice
+@cluster_options
 @click.option("--port", default=8080, show_default=True, help="Host port for the emojivoto page.")
 @click.option("--address", default="127.0.0.1", show_default=True, help="Host address for it.")
 @click.option("--no-inject", is_flag=True, help="Deploy emojivoto without the mesh.")
@@ -64,7 +40,7 @@ def _run(body: Callable[[], int]) -> None:
 @click.pass_context
 def demo(
     ctx: click.Context,
-    name: str,
+    cluster_name: str,
     state_dir: str | None,
     port: int,
     address: str,
@@ -85,8 +61,8 @@ def demo(
     from weft.demo.ui import Ui
 
     options = DemoOptions(
-        name=name,
-        state_dir=state_dir_for(name, state_dir),
+        name=cluster_name,
+        state_dir=state_dir_for(cluster_name, state_dir),
         pod_cidr=pod_cidr,
         service_cidr=service_cidr,
         address=address,
@@ -98,11 +74,12 @@ def demo(
 
 
 @demo.command()
-@cluster_choice
-def down(name: str, state_dir: str | None) -> None:
+@cluster_options
+def down(cluster_name: str, state_dir: str | None) -> None:
     """Stop the demo and remove its cluster (nothing is left behind; safe to repeat)."""
     from weft.demo.runner import DemoOptions
     from weft.demo.runner import down as remove
     from weft.demo.ui import Ui
 
-    _run(lambda: remove(DemoOptions(name=name, state_dir=state_dir_for(name, state_dir)), Ui()))
+    options = DemoOptions(name=cluster_name, state_dir=state_dir_for(cluster_name, state_dir))
+    _run(lambda: remove(options, Ui()))

@@ -7,15 +7,13 @@ and a nat table, then removes it.
 
 from __future__ import annotations
 
-import errno
 import os
 import shutil
-import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from weft.local import lifecycle
+from weft.local import lifecycle, port_forward
 from weft.local import netns as ns
 
 CAP_NET_ADMIN = 12
@@ -123,11 +121,10 @@ def _run(argv: list[str]) -> str:
 def check_port(address: str, port: int) -> Finding:
     """Whether ``address:port`` on this host is free for the page's port-forward."""
     where = f"{address}:{port}"
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((address, port))
-        except OSError as exc:
-            why = "is in use" if exc.errno == errno.EADDRINUSE else f"cannot be bound ({exc})"
-            return Finding(False, f"{where} is free", f"{where} {why}: pick another with --port")
+    try:
+        port_forward.bind(address, port).close()
+    except port_forward.PortInUseError:
+        return Finding(False, f"{where} is free", f"{where} is in use: pick another with --port")
+    except port_forward.PortForwardError as exc:
+        return Finding(False, f"{where} is free", f"{exc}: pick another with --address/--port")
     return Finding(True, f"{where} is free")
