@@ -20,7 +20,8 @@ from weft.local.cluster_config import (
     ClusterConfigError,
     state_dir_for,
 )
-from weft.local.tokens import KEY_BYTES, Claims, load_or_create_key, mint, verify
+from weft.local.tokens import KEY_BYTES, Claims, UserClaims, load_or_create_key, mint, verify
+from weft.platform import TokenReview
 
 KEY = b"k" * KEY_BYTES
 CLAIMS = Claims(namespace="shop", service_account="web", pod="web-abc12", pod_uid="1234-5678")
@@ -37,6 +38,18 @@ def test_a_minted_token_verifies_to_its_claims() -> None:
     token = mint(KEY, CLAIMS)
     assert token.startswith("weft.")
     assert verify(KEY, token) == CLAIMS
+
+
+def test_a_user_token_verifies_to_its_user_and_never_to_a_workload() -> None:
+    token = mint(KEY, UserClaims("admin"))
+    assert verify(KEY, token) == UserClaims("admin")
+    assert verify(b"x" * KEY_BYTES, token) is None
+
+
+def test_a_review_names_a_user_or_a_service_account() -> None:
+    assert TokenReview(True, user="admin").username == "weft:admin"
+    review = TokenReview(True, namespace="shop", service_account="web", pod="web-1")
+    assert review.username == "system:serviceaccount:shop:web"
 
 
 def test_surrounding_whitespace_is_ignored() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,22 @@ class ApiError(PlatformError):
 
 class AgentUnreachable(PlatformError):
     """Nothing answers on the agent's socket."""
+
+
+@dataclass(frozen=True)
+class ServiceRef:
+    """A Service port the agent can proxy to: ``namespace/name:port``."""
+
+    namespace: str
+    name: str
+    port: int | str
+
+    def proxy_path(self, path: str) -> str:
+        """The agent's (and kube-apiserver's) service-proxy path to ``path`` of this Service."""
+        return (
+            f"/api/v1/namespaces/{self.namespace}/services/{self.name}:{self.port}"
+            f"/proxy/{path.lstrip('/')}"
+        )
 
 
 class ApiClient:
@@ -85,6 +102,31 @@ class ApiClient:
         async with await self._request("POST", path, json=body) as response:
             data: JSON = await response.json()
             return data
+
+    async def admin_token(self) -> str:
+        """A token for the cluster's admin (``weft:admin``), for components that authorize
+        their callers (the tap controller)."""
+        return str((await self.post_json("/v1/tokens", {"user": "admin"}))["token"])
+
+    async def proxy_json(
+        self, service: ServiceRef, path: str, body: JSON, headers: dict[str, str] | None = None
+    ) -> JSON:
+        """POST ``body`` to ``path`` of a Service through the agent's service proxy; errors
+        (the agent's or the component's ``{"error": ...}``) raise :class:`ApiError`."""
+        url = service.proxy_path(path)
+        async with await self._request("POST", url, json=body, headers=headers) as response:
+            data: JSON = await response.json()
+            return data
+
+    async def proxy_lines(
+        self, service: ServiceRef, path: str, body: JSON, headers: dict[str, str] | None = None
+    ) -> AsyncIterator[bytes]:
+        """POST ``body`` to a Service's ``path`` and yield the answer line by line as it streams."""
+        url = service.proxy_path(path)
+        async with await self._request("POST", url, json=body, headers=headers) as response:
+            async for line in response.content:
+                if line.strip():
+                    yield line
 
     async def stream(self, path: str, **params: str) -> AsyncIterator[bytes]:
         """GET ``path`` and yield the body as it arrives."""

@@ -1,4 +1,6 @@
-"""The node agent's HTTP API on a unix socket: apply, delete, list, watch, logs and tokens.
+"""The node agent's HTTP API on a unix socket: apply, delete, list, watch, logs, tokens, and a
+proxy to Services (``/api/v1/namespaces/<ns>/services/<name>:<port>/proxy/<path>``, as
+kube-apiserver's, so the CLI reaches control-plane components the host has no route to).
 
 JSON in and out; ``/v1/watch`` streams one JSON event per line. Errors are
 ``{"error": "<one line>"}`` with status 400 (bad input), 404 (not found) or 500.
@@ -11,16 +13,20 @@ import json
 import logging
 from pathlib import Path
 
+import aiohttp
 from aiohttp import web
 
+from weft.local import api_proxy
 from weft.local import apply as apply_mod
 from weft.local.cluster_config import ClusterConfig
 from weft.local.kinds import KINDS
 from weft.local.store import CLUSTER_SCOPED, ObjectStore
-from weft.local.tokens import Claims, mint, verify
+from weft.local.tokens import Claims, UserClaims, mint, verify
 from weft.resources import ManifestError
 
 log = logging.getLogger("weft.local.api")
+
+ADMIN_USER = "admin"  # the user a token minted through the (root-only) socket is for
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -47,9 +53,15 @@ class ApiServer:
                 web.get("/v1/logs", self.logs),
                 web.post("/v1/tokens", self.tokens),
                 web.post("/v1/tokenreviews", self.token_reviews),
+                web.route(
+                    "*",
+                    "/api/v1/namespaces/{namespace}/services/{service}/proxy/{path:.*}",
+                    self.service_proxy,
+                ),
             ]
         )
         self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
 
     async def start(self, socket_path: Path) -> None:
         """Listen on ``socket_path`` (mode 0600: the API is root's)."""
@@ -64,6 +76,8 @@ class ApiServer:
         """Stop serving."""
         if self._runner is not None:
             await self._runner.cleanup()
+        if self._session is not None:
+            await self._session.close()
 
     # -- handlers -------------------------------------------------------------------------
 
@@ -193,6 +207,11 @@ class ApiServer:
 
     async def tokens(self, request: web.Request) -> web.Response:
         body = await request.json()
+        user = body.get("user")
+        if user is not None:  # the socket is root's: whoever asks is the cluster's admin
+            if user != ADMIN_USER:
+                return _error(400, f"unknown user {user!r}: only {ADMIN_USER!r} has a token")
+            return web.json_response({"token": mint(self.token_key, UserClaims(user))})
         namespace, pod_name = body.get("namespace", ""), body.get("pod", "")
         pod = self.store.get("Pod", namespace, pod_name)
         if pod is None:
@@ -208,6 +227,8 @@ class ApiServer:
         claims = verify(self.token_key, str(body.get("token", "")))
         if claims is None:
             return web.json_response({"authenticated": False, "reason": "invalid token"})
+        if isinstance(claims, UserClaims):
+            return web.json_response({"authenticated": True, "user": claims.user})
         pod = self.store.get("Pod", claims.namespace, claims.pod)
         if pod is None or pod["metadata"]["uid"] != claims.pod_uid:
             return web.json_response(
@@ -221,3 +242,20 @@ class ApiServer:
                 "pod": claims.pod,
             }
         )
+
+    async def service_proxy(self, request: web.Request) -> web.StreamResponse:
+        namespace = request.match_info["namespace"]
+        name, port = api_proxy.split_service(request.match_info["service"])
+        service = self.store.get("Service", namespace, name)
+        if service is None:
+            return _error(404, f'service "{name}" not found in namespace "{namespace}"')
+        try:
+            target = api_proxy.pick_endpoint(
+                service, self.store.get("Endpoints", namespace, name), port
+            )
+        except api_proxy.ProxyTargetError as exc:
+            return _error(exc.status, str(exc))
+        if self._session is None:
+            timeout = aiohttp.ClientTimeout(total=None, sock_connect=5.0, sock_read=None)
+            self._session = aiohttp.ClientSession(timeout=timeout, trust_env=False)
+        return await api_proxy.forward(self._session, request, target, request.match_info["path"])

@@ -46,6 +46,8 @@ class LocalPlatform:
         data = await self.client.post_json("/v1/tokenreviews", {"token": token})
         if not data.get("authenticated"):
             return TokenReview(False, reason=str(data.get("reason", "")))
+        if data.get("user"):
+            return TokenReview(True, user=str(data["user"]))
         return TokenReview(
             True,
             namespace=str(data["namespace"]),

@@ -1,8 +1,10 @@
-"""Workload tokens of the local runtime: HMAC-signed claims naming a pod and its service account.
+"""Tokens of the local runtime: HMAC-signed claims naming a pod and its service account, or a user.
 
 The node agent mints one per pod (the stand-in for a projected ServiceAccount token) and
-verifies them for the identity service, like Kubernetes' TokenReview. A token is only as good
-as the pod it names: once the pod is gone, verification fails.
+verifies them for the identity service, like Kubernetes' TokenReview. A workload token is only as
+good as the pod it names: once the pod is gone, verification fails. User tokens (``weft:admin``,
+for whoever can reach the agent's root-only socket) play the part of a kubeconfig's credentials
+towards components that authorize callers, such as the tap controller.
 """
 
 from __future__ import annotations
@@ -28,6 +30,13 @@ class Claims:
     pod_uid: str
 
 
+@dataclass(frozen=True)
+class UserClaims:
+    """What a user token asserts: the user's name (``admin`` for the cluster's administrator)."""
+
+    user: str
+
+
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
@@ -48,23 +57,24 @@ def load_or_create_key(path: Path) -> bytes:
         return key
 
 
-def mint(key: bytes, claims: Claims) -> str:
+def mint(key: bytes, claims: Claims | UserClaims) -> str:
     """A token carrying ``claims``, signed with ``key``."""
-    body = json.dumps(
-        {
+    fields = (
+        {"user": claims.user}
+        if isinstance(claims, UserClaims)
+        else {
             "ns": claims.namespace,
             "sa": claims.service_account,
             "pod": claims.pod,
             "uid": claims.pod_uid,
-        },
-        separators=(",", ":"),
-        sort_keys=True,
-    ).encode()
+        }
+    )
+    body = json.dumps(fields, separators=(",", ":"), sort_keys=True).encode()
     sig = hmac.new(key, body, hashlib.sha256).digest()
     return f"weft.{_b64(body)}.{_b64(sig)}"
 
 
-def verify(key: bytes, token: str) -> Claims | None:
+def verify(key: bytes, token: str) -> Claims | UserClaims | None:
     """The claims of a well-formed token signed with ``key``, else None."""
     parts = token.strip().split(".")
     if len(parts) != 3 or parts[0] != "weft":
@@ -77,6 +87,8 @@ def verify(key: bytes, token: str) -> Claims | None:
         return None
     try:
         data = json.loads(body)
+        if "user" in data:
+            return UserClaims(str(data["user"]))
         return Claims(str(data["ns"]), str(data["sa"]), str(data["pod"]), str(data["uid"]))
     except (ValueError, KeyError, TypeError):
         return None

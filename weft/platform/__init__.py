@@ -12,7 +12,16 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 # The kinds the control plane may list and watch.
-WATCHABLE_KINDS = ("Namespace", "Pod", "Service", "Endpoints", "ServiceProfile", "TrafficSplit")
+WATCHABLE_KINDS = (
+    "Namespace",
+    "Pod",
+    "Service",
+    "Endpoints",
+    "Deployment",
+    "Job",
+    "ServiceProfile",
+    "TrafficSplit",
+)
 
 EventType = Literal["ADDED", "MODIFIED", "DELETED"]
 
@@ -27,17 +36,22 @@ class WatchEvent:
 
 @dataclass(frozen=True)
 class TokenReview:
-    """Who a workload token belongs to; ``authenticated`` is False when it proves nothing."""
+    """Who a token belongs to: a workload (``namespace``, ``service_account``, ``pod``) or a user
+    (``user``); ``authenticated`` is False when it proves nothing."""
 
     authenticated: bool
     namespace: str = ""
     service_account: str = ""
     pod: str = ""
     reason: str = ""
+    user: str = ""
 
     @property
     def username(self) -> str:
-        """The Kubernetes user name, ``system:serviceaccount:<ns>:<sa>``."""
+        """The user name: ``system:serviceaccount:<ns>:<sa>`` for a workload, else
+        ``weft:<user>`` (the local cluster's admin is ``weft:admin``)."""
+        if self.user:
+            return f"weft:{self.user}"
         return f"system:serviceaccount:{self.namespace}:{self.service_account}"
 
 
