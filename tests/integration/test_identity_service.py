@@ -75,6 +75,8 @@ class TokenPlatform:
         found = tokens.verify(self.key, token)
         if found is None:
             return TokenReview(False, reason="invalid token")
+        if isinstance(found, tokens.UserClaims):
+            return TokenReview(True, user=found.user)
         return TokenReview(
             True,
             namespace=found.namespace,
@@ -312,6 +314,11 @@ async def test_refusals_have_codes_reasons_logs_and_metrics(
             (request_for(VOTING, web_token), [f'"{WEB}"', f'"{VOTING}"']),
             # The CSR names another identity than the one requested.
             (request_for(WEB, web_token, csr_name=VOTING), [f'"{VOTING}"', f'"{WEB}"']),
+            # A user's token (the cluster admin's) proves no workload identity.
+            (
+                request_for(WEB, tokens.mint(r.platform.key, tokens.UserClaims("admin")).encode()),
+                ['"weft:admin"', f'"{WEB}"'],
+            ),
         ]
         for request, reasons in denied:
             error = await refused(r, request)
