@@ -344,7 +344,7 @@ def test_owner_labels() -> None:
     deployment_pod = pod("web-5d8f7c6b9-abcde", "10.1.0.5")
     assert owner_label(deployment_pod) == ("deployment", "web")
     job_pod = pod("migrate-x1", "10.1.0.6", owner=("Job", "migrate"), pod_hash=None)
-    assert owner_label(job_pod) == ("job", "migrate")
+    assert owner_label(job_pod) == ("k8s_job", "migrate")
     replica_set_pod = pod("web-x", "10.1.0.7", owner=("ReplicaSet", "web-5d8f7c6b9"))
     assert owner_label(replica_set_pod) == ("deployment", "web")
     bare_replica_set = pod("rs-x", "10.1.0.8", owner=("ReplicaSet", "rs"), pod_hash=None)
@@ -359,7 +359,7 @@ def test_job_pod_labels() -> None:
     got = resolve(state, "10.1.0.6:80", SETTINGS).addrs[("10.1.0.6", 80)]
     assert got.labels == (
         ("control_plane_ns", "weft"),
-        ("job", "migrate"),
+        ("k8s_job", "migrate"),
         ("pod", "migrate-x1"),
         ("serviceaccount", "web"),
     )

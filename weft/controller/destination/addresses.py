@@ -30,7 +30,7 @@ _OWNER_LABELS = {
     "ReplicaSet": "replicaset",
     "StatefulSet": "statefulset",
     "DaemonSet": "daemonset",
-    "Job": "job",
+    "Job": "k8s_job",  # not "job": Prometheus keeps that label for itself (Linkerd does the same)
     "CronJob": "cronjob",
     "ReplicationController": "replicationcontroller",
 }
