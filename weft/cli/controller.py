@@ -1,4 +1,4 @@
-"""``weft controller``: run a control-plane component (identity, destination)."""
+"""``weft controller``: run a control-plane component (identity, destination, tap, ...)."""
 
 from __future__ import annotations
 
@@ -227,3 +227,66 @@ def destination(
         await serve_destination(platform, settings, listen, admin, own, stop)
 
     run_until_signalled(main, "destination")
+
+
+@controller.command()
+@common_options
+@click.option("--addr", default="0.0.0.0:8088", show_default=True, help="Tap API listen address.")
+@click.option("--cluster-domain", default="cluster.local", show_default=True)
+@click.option("--service-account", default="weft-tap", show_default=True)
+@click.option(
+    "--identity-addr",
+    default="weft-identity.weft.svc.cluster.local:8080",
+    show_default=True,
+    help="Where to get this component's own certificate (proxies answer only its identity).",
+)
+@click.option("--trust-anchors-file", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--token-file", default=SA_TOKEN, show_default=True)
+@click.option(
+    "--authorized-users",
+    default="weft:admin,system:serviceaccount:weft:weft-web",
+    show_default=True,
+    help="Comma-separated users (as the platform's token review names them) allowed to tap.",
+)
+def tap(
+    platform_spec: str,
+    control_namespace: str,
+    trust_domain: str,
+    admin_addr: str,
+    log_level: str,
+    addr: str,
+    cluster_domain: str,
+    service_account: str,
+    identity_addr: str,
+    trust_anchors_file: str,
+    token_file: str,
+    authorized_users: str,
+) -> None:
+    """The tap controller: streams live requests from the proxies of a resource (tap API)."""
+    from weft.controller.destination.addresses import MeshSettings
+    from weft.controller.tap.authz import parse_users
+    from weft.identity.config import IdentityConfig
+    from weft.identity.names import identity_name
+
+    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    settings = MeshSettings(control_namespace, trust_domain, cluster_domain)
+    listen = _addr("--addr", addr)
+    admin = _addr("--admin-addr", admin_addr)
+    own = IdentityConfig(
+        local_name=identity_name(
+            service_account, control_namespace, control_namespace, trust_domain
+        ),
+        trust_anchors_pem=Path(trust_anchors_file).read_bytes(),
+        token_file=token_file,
+        svc_addr=_addr("--identity-addr", identity_addr),
+        svc_name=identity_name("weft-identity", control_namespace, control_namespace, trust_domain),
+    )
+    users = parse_users(authorized_users)
+    platform = open_platform(platform_spec)
+
+    async def main(stop: asyncio.Event) -> None:
+        from weft.controller.tap.server import serve_tap
+
+        await serve_tap(platform, settings, listen, admin, own, users, stop)
+
+    run_until_signalled(main, "tap")

@@ -66,7 +66,10 @@ class ApiServer:
     async def start(self, socket_path: Path) -> None:
         """Listen on ``socket_path`` (mode 0600: the API is root's)."""
         socket_path.unlink(missing_ok=True)
-        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0)
+        # A caller that goes away cancels its handler, so proxied streams (tap) end with it.
+        self._runner = web.AppRunner(
+            self.app, access_log=None, shutdown_timeout=1.0, handler_cancellation=True
+        )
         await self._runner.setup()
         site = web.UnixSite(self._runner, str(socket_path))
         await site.start()
