@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncGenerator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -384,3 +385,105 @@ def test_the_verdict_checks_the_chain_and_the_name(
     assert not ok and line.startswith(f"{CROSS} not valid: ")
     ok, line = verdict([leaf], issuer, material.anchors, "other.name", NOW)
     assert not ok and '"other.name" was expected' in line
+
+
+# -- -o json, weft-api and weft-data-plane ----------------------------------------------------
+
+
+def test_the_json_report_is_linkerds_shape_with_hints() -> None:
+    async def checks(env: CheckEnv) -> AsyncGenerator[r.CheckResult, None]:
+        yield r.passed("fine")
+        yield r.warned("meh", "soon")
+        yield r.failed("broken", "it is", hint="fix it")
+
+    out: list[str] = []
+    env = CheckEnv(Ctx("weft", "/nonexistent"), wait=0)
+    code = asyncio.run(run_checks(env, [Category("cat", checks)], out.append, "json"))
+    assert code == 1
+    assert len(out) == 1
+    assert json.loads(out[0]) == {
+        "success": False,
+        "categories": [
+            {
+                "categoryName": "cat",
+                "checks": [
+                    {"description": "fine", "hint": "", "error": "", "result": "success"},
+                    {"description": "meh", "hint": "", "error": "soon", "result": "warning"},
+                    {
+                        "description": "broken",
+                        "hint": "fix it",
+                        "error": "it is",
+                        "result": "error",
+                    },
+                ],
+            }
+        ],
+    }
+    assert r.render(r.failed("broken", "it is", hint="fix it"))[-1] == "    hint: fix it"
+
+
+def test_the_self_check_gives_one_result_per_subsystem() -> None:
+    answer = {
+        "results": [
+            {
+                "subsystem": "kubernetes",
+                "checkDescription": "control plane can talk to Kubernetes",
+                "status": "OK",
+            },
+            {
+                "subsystem": "prometheus",
+                "checkDescription": "control plane can talk to Prometheus",
+                "status": "FAIL",
+                "friendlyMessageToUser": "connection refused",
+            },
+        ]
+    }
+    got = r.self_check(answer, None)
+    assert [(x.description, x.status) for x in got] == [
+        ("[kubernetes] control plane can talk to Kubernetes", "ok"),
+        ("[prometheus] control plane can talk to Prometheus", "error"),
+    ]
+    assert got[1].detail == "connection refused" and got[1].hint
+    down = r.self_check(None, "the metrics API is not ready")
+    assert [(x.description, x.status, x.detail) for x in down] == [
+        (r.SELF_CHECK, "error", "the metrics API is not ready")
+    ]
+
+
+def meshed(name: str, *, ready: bool = True, version: str = "0.1.0", ns: str = "shop") -> Obj:
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": ns,
+            "annotations": {"linkerd.io/proxy-version": version},
+        },
+        "spec": {"initContainers": [{"name": "linkerd-proxy"}], "containers": [{"name": "app"}]},
+        "status": {
+            "phase": "Running",
+            "initContainerStatuses": [{"name": "linkerd-proxy", "ready": ready, "restartCount": 2}],
+        },
+    }
+
+
+def test_proxies_must_all_be_ready_and_unready_ones_are_named() -> None:
+    plain: Obj = {"metadata": {"name": "plain"}, "spec": {"containers": [{"name": "app"}]}}
+    done = meshed("done", ready=False)
+    done["status"]["phase"] = "Succeeded"
+    assert r.proxies_ready([meshed("a"), plain, done], 1.0).status == "ok"
+    result = r.proxies_ready([meshed("a"), meshed("b", ready=False)], 3.0)
+    assert result.status == "error"
+    assert "* shop/b (restarts: 2)" in result.detail
+    assert r.proxies_ready([plain], 0).status == "error"
+
+
+def test_every_meshed_proxy_must_be_scraped() -> None:
+    pods = [meshed("a"), meshed("b")]
+    assert r.proxy_metrics(pods, {("shop", "a"), ("shop", "b")}, 1).status == "ok"
+    missing = r.proxy_metrics(pods, {("shop", "a")}, 1)
+    assert missing.status == "error" and "* shop/b" in missing.detail
+
+
+def test_proxy_versions_must_match_the_cli() -> None:
+    assert r.proxy_versions([meshed("a")], "0.1.0").status == "ok"
+    old = r.proxy_versions([meshed("a"), meshed("b", version="0.0.9")], "0.1.0")
+    assert old.status == "error" and "* shop/b runs 0.0.9" in old.detail

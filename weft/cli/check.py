@@ -1,14 +1,16 @@
 """``weft check``: Linkerd-style health checks of a local cluster, section by section.
 
-Each category gathers data (the agent's API, the trust files, probes of the proxies) and
-turns it into results with the pure checks of :mod:`weft.cli.check_results`. ``--pre`` and
-``--proxy`` will pick other categories in :func:`categories`.
+Each category gathers data (the agent's API, the trust files, probes of the proxies, the metrics
+API and Prometheus through the agent's service proxy) and turns it into results with the pure
+checks of :mod:`weft.cli.check_results`. ``--proxy`` adds the data plane's checks, as
+``linkerd check --proxy`` does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sys
 import time
 from collections.abc import AsyncGenerator, Callable
@@ -25,6 +27,7 @@ from weft.cli.cluster import Ctx
 from weft.cli.pod_certs import cluster_options, mesh_settings, probe, target_for
 from weft.identity.certs import CertError, load_certs_pem
 from weft.identity.trust import TrustFiles, read_trust
+from weft.inject.config import installed_version
 from weft.local import control_plane
 from weft.local.api_client import ApiClient
 from weft.local.cluster_config import ClusterConfig, ClusterConfigError
@@ -41,6 +44,7 @@ class CheckEnv:
 
     ctx: Ctx
     wait: float
+    namespace: str | None = None  # the data plane checks' scope (None: every namespace)
     cfg: ClusterConfig | None = None
     client: ApiClient | None = None
     stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
@@ -176,33 +180,115 @@ async def data_plane(env: CheckEnv) -> AsyncGenerator[CheckResult, None]:
     )
 
 
+# -- weft-api ---------------------------------------------------------------------------------
+
+
+async def api(env: CheckEnv) -> AsyncGenerator[CheckResult, None]:
+    """The metrics API's self-check: it can talk to the platform and to Prometheus."""
+    _, client = env.require()
+    answer: Obj | None = None
+    problem: str | None = None
+    deadline = time.monotonic() + env.wait
+    while True:
+        try:
+            answer = await client.proxy_json(control_plane.METRICS_API, "/api/v1/SelfCheck", {})
+            problem = None
+            if all(c.get("status") == "OK" for c in answer.get("results") or [{}]):
+                break
+        except PlatformError as e:
+            problem = str(e)
+        if time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(POLL_INTERVAL)
+    for result in results.self_check(answer, problem):
+        yield result
+
+
+# -- weft-data-plane ----------------------------------------------------------------------------
+
+
+async def _scraped(client: ApiClient) -> set[tuple[str, str]]:
+    """(namespace, pod) of every proxy Prometheus last scraped successfully."""
+    path = control_plane.PROMETHEUS.proxy_path("/api/v1/query")
+    answer = await client.get_json(path, query='up{job="weft-proxy"} == 1')
+    found = set()
+    for sample in (answer.get("data") or {}).get("result") or []:
+        metric = sample.get("metric") or {}
+        found.add((str(metric.get("namespace", "")), str(metric.get("pod", ""))))
+    return found
+
+
+async def proxies(env: CheckEnv) -> AsyncGenerator[CheckResult, None]:
+    """Every meshed proxy is ready, scraped by Prometheus, and of the CLI's version."""
+    _, client = env.require()
+    start = time.monotonic()
+    deadline = start + env.wait
+
+    async def pods() -> list[Obj]:
+        return await client.list("Pod", env.namespace)
+
+    try:
+        while True:
+            found = await pods()
+            ready = results.proxies_ready(found, time.monotonic() - start)
+            if not ready.failed or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(POLL_INTERVAL)
+        yield ready
+        while True:
+            found = await pods()
+            try:
+                scraped = await _scraped(client)
+                metrics = results.proxy_metrics(found, scraped, time.monotonic() - start)
+            except PlatformError as e:
+                metrics = results.failed(results.PROXY_METRICS, f"cannot query Prometheus: {e}")
+            if not metrics.failed or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(POLL_INTERVAL)
+        yield metrics
+        yield results.proxy_versions(found, installed_version())
+    except PlatformError as e:
+        yield results.failed(results.PROXIES_READY, str(e))
+
+
 # -- running them -------------------------------------------------------------------------
 
 LOCAL_CLUSTER = Category("weft-local-cluster", local_cluster)
 IDENTITY = Category("weft-identity", identity)
+API = Category("weft-api", api)
 IDENTITY_DATA_PLANE = Category("weft-identity-data-plane", data_plane)
+DATA_PLANE = Category("weft-data-plane", proxies)
 
 
-def categories() -> list[Category]:
-    """The sections ``weft check`` runs, in order."""
-    return [LOCAL_CLUSTER, IDENTITY, IDENTITY_DATA_PLANE]
+def categories(proxy: bool = False) -> list[Category]:
+    """The sections ``weft check`` runs, in order (``--proxy`` adds the data plane's)."""
+    chosen = [LOCAL_CLUSTER, IDENTITY, API, IDENTITY_DATA_PLANE]
+    return [*chosen, DATA_PLANE] if proxy else chosen
 
 
-async def run_checks(env: CheckEnv, chosen: list[Category], echo: Callable[[str], None]) -> int:
-    """Run the categories, printing each result as it comes; stops after a fatal failure."""
+async def run_checks(
+    env: CheckEnv, chosen: list[Category], echo: Callable[[str], None], output: str = "table"
+) -> int:
+    """Run the categories, printing each result as it comes (or, for ``json``, the report at
+    the end); stops after a fatal failure."""
     report = Report()
+    live = output != "json"
     async with env.stack:
         for category in chosen:
             async with contextlib.aclosing(category.run(env)) as checks:
                 async for result in checks:
-                    for line in report.add(category.name, result):
+                    lines = report.add(category.name, result)
+                    for line in lines if live else ():
                         echo(line)
                     if report.stopped:
                         break
             if report.stopped:
                 break
-    for line in report.finish():
-        echo(line)
+    if live:
+        for line in report.finish():
+            echo(line)
+    else:
+        echo(json.dumps(report.to_json(), indent=2))
     return report.exit_code
 
 
@@ -213,9 +299,24 @@ async def run_checks(env: CheckEnv, chosen: list[Category], echo: Callable[[str]
     type=click.FloatRange(min=0),
     default=DEFAULT_WAIT,
     show_default=True,
-    help="Seconds to wait for the control plane pods to be ready.",
+    help="Seconds to wait for the control plane (and with --proxy, the proxies) to be ready.",
 )
-def check(cluster_name: str, state_dir: str | None, wait: float) -> None:
-    """Check the local cluster, its identity trust and its proxies' certificates."""
-    env = CheckEnv(Ctx(cluster_name, state_dir), wait)
-    sys.exit(asyncio.run(run_checks(env, categories(), click.echo)))
+@click.option("--proxy", is_flag=True, help="Also check the data plane's proxies.")
+@click.option(
+    "-n",
+    "--namespace",
+    default=None,
+    help="With --proxy: only the proxies of this namespace [default: every namespace].",
+)
+@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table")
+def check(
+    cluster_name: str,
+    state_dir: str | None,
+    wait: float,
+    proxy: bool,
+    namespace: str | None,
+    output: str,
+) -> None:
+    """Check the local cluster, its identity trust, its control plane's API and its proxies."""
+    env = CheckEnv(Ctx(cluster_name, state_dir), wait, namespace)
+    sys.exit(asyncio.run(run_checks(env, categories(proxy), click.echo, output)))

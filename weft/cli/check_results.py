@@ -20,6 +20,11 @@ AGENT_REACHABLE = "the node agent is reachable"
 CONTROL_PLANE_READY = "the control plane pods are ready"
 CONFIG_VALID = "certificate config is valid"
 DATA_PLANE_MATCH = "data plane proxies certificate match CA"
+SELF_CHECK = "control plane self-check"
+PROXIES_READY = "data plane proxies are ready"
+PROXY_METRICS = "data plane proxy metrics are present in Prometheus"
+PROXY_VERSIONS = "data plane and cli versions match"
+PROXY_VERSION_ANNOTATION = "linkerd.io/proxy-version"
 
 Obj = dict[str, Any]
 
@@ -32,6 +37,7 @@ class CheckResult:
     status: Status
     detail: str = ""
     fatal: bool = False
+    hint: str = ""
 
     @property
     def failed(self) -> bool:
@@ -49,9 +55,9 @@ def warned(description: str, detail: str) -> CheckResult:
     return CheckResult(description, "warning", detail)
 
 
-def failed(description: str, detail: str, *, fatal: bool = False) -> CheckResult:
-    """A check that failed."""
-    return CheckResult(description, "error", detail, fatal)
+def failed(description: str, detail: str, *, fatal: bool = False, hint: str = "") -> CheckResult:
+    """A check that failed; ``hint`` says what to do about it."""
+    return CheckResult(description, "error", detail, fatal, hint)
 
 
 def from_finding(finding: Finding) -> CheckResult:
@@ -72,10 +78,13 @@ def header(category: str) -> list[str]:
 
 
 def render(result: CheckResult) -> list[str]:
-    """``<glyph> <description>``, then the detail of a warning or failure, indented."""
+    """``<glyph> <description>``, then the detail and hint of a warning or failure, indented."""
     lines = [f"{GLYPHS[result.status]} {result.description}"]
-    if result.status != "ok" and result.detail:
-        lines += [DETAIL_INDENT + line for line in result.detail.splitlines()]
+    if result.status != "ok":
+        if result.detail:
+            lines += [DETAIL_INDENT + line for line in result.detail.splitlines()]
+        if result.hint:
+            lines.append(f"{DETAIL_INDENT}hint: {result.hint}")
     return lines
 
 
@@ -89,12 +98,16 @@ def exit_code(results: Sequence[CheckResult]) -> int:
     return 1 if any(r.failed for r in results) else 0
 
 
+_JSON_RESULT: dict[Status, str] = {"ok": "success", "warning": "warning", "error": "error"}
+
+
 class Report:
     """Collects results category by category and says which lines to print for each."""
 
     def __init__(self) -> None:
         self.results: list[CheckResult] = []
         self._category: str | None = None
+        self.categories: list[tuple[str, list[CheckResult]]] = []
 
     def add(self, category: str, result: CheckResult) -> list[str]:
         """Record ``result``; returns its lines, preceded by the header of a new category."""
@@ -104,8 +117,31 @@ class Report:
                 lines.append("")
             lines += header(category)
             self._category = category
+            self.categories.append((category, []))
         self.results.append(result)
+        self.categories[-1][1].append(result)
         return lines + render(result)
+
+    def to_json(self) -> Obj:
+        """Linkerd's ``check -o json``: ``{success, categories: [{categoryName, checks}]}``."""
+        return {
+            "success": not exit_code(self.results),
+            "categories": [
+                {
+                    "categoryName": name,
+                    "checks": [
+                        {
+                            "description": r.description,
+                            "hint": r.hint,
+                            "error": r.detail if r.status != "ok" else "",
+                            "result": _JSON_RESULT[r.status],
+                        }
+                        for r in results
+                    ],
+                }
+                for name, results in self.categories
+            ],
+        }
 
     @property
     def stopped(self) -> bool:
@@ -228,3 +264,115 @@ def data_plane_certificates(
     if unread:
         return warned(DATA_PLANE_MATCH, "\n".join(unread_text))
     return passed(DATA_PLANE_MATCH, f"{len(proxies)} proxies checked")
+
+
+# -- weft-api -------------------------------------------------------------------------------
+
+
+def self_check(answer: Obj | None, problem: str | None) -> list[CheckResult]:
+    """The metrics API's SelfCheck, one result per subsystem (``[prometheus] ...``)."""
+    hint = (
+        "see `weft cluster logs <weft-metrics-api pod> -n weft` (`weft cluster get pods -n weft`)"
+    )
+    if problem is not None or answer is None:
+        return [failed(SELF_CHECK, problem or "no answer", hint=hint)]
+    checks = answer.get("results") or []
+    if not checks:
+        return [failed(SELF_CHECK, "the metrics API reported no checks", hint=hint)]
+    out = []
+    for check in checks:
+        name = f"[{check.get('subsystem', '?')}] {check.get('checkDescription', '')}".strip()
+        if check.get("status") == "OK":
+            out.append(passed(name))
+        else:
+            detail = str(check.get("friendlyMessageToUser") or check.get("status") or "failed")
+            out.append(failed(name, detail, hint=hint))
+    return out
+
+
+# -- weft-data-plane --------------------------------------------------------------------------
+
+
+def _proxy_status(pod: Obj) -> Obj | None:
+    status = pod.get("status") or {}
+    entries = [
+        *(status.get("initContainerStatuses") or []),
+        *(status.get("containerStatuses") or []),
+    ]
+    return next((c for c in entries if c.get("name") == "linkerd-proxy"), None)
+
+
+def _ref(pod: Obj) -> str:
+    meta = pod["metadata"]
+    return f"{meta.get('namespace', 'default')}/{meta['name']}"
+
+
+def meshed_pods(pods: Sequence[Obj]) -> list[Obj]:
+    """Live pods that have a ``linkerd-proxy`` container and are meant to be running."""
+    found = []
+    for pod in pods:
+        spec = pod.get("spec") or {}
+        containers = [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
+        phase = (pod.get("status") or {}).get("phase")
+        if pod["metadata"].get("deletionTimestamp") or phase in ("Succeeded", "Failed"):
+            continue
+        if any(c.get("name") == "linkerd-proxy" for c in containers):
+            found.append(pod)
+    return sorted(found, key=_ref)
+
+
+def proxies_ready(pods: Sequence[Obj], waited: float) -> CheckResult:
+    """Whether every meshed pod's proxy container is ready."""
+    meshed = meshed_pods(pods)
+    if not meshed:
+        return failed(
+            PROXIES_READY,
+            "no meshed pods found",
+            hint="mesh a workload: weft inject FILE | weft cluster apply -f -",
+        )
+    unready = []
+    for pod in meshed:
+        status = _proxy_status(pod)
+        if status is None or not status.get("ready"):
+            restarts = (status or {}).get("restartCount", 0)
+            unready.append(f"* {_ref(pod)} (restarts: {restarts})")
+    if unready:
+        return failed(
+            PROXIES_READY,
+            "\n".join([f"not ready after {waited:.0f}s:", *unready]),
+            hint="see `weft cluster logs POD -n NS -c linkerd-proxy`",
+        )
+    return passed(PROXIES_READY, f"{len(meshed)} proxies ready")
+
+
+def proxy_metrics(pods: Sequence[Obj], scraped: set[tuple[str, str]], waited: float) -> CheckResult:
+    """Whether Prometheus scrapes every meshed pod's proxy (``scraped``: (namespace, pod) whose
+    ``up`` is 1)."""
+    missing = [
+        f"* {_ref(p)}"
+        for p in meshed_pods(pods)
+        if (p["metadata"].get("namespace", "default"), p["metadata"]["name"]) not in scraped
+    ]
+    if missing:
+        return failed(
+            PROXY_METRICS,
+            "\n".join([f"not scraped by Prometheus after {waited:.0f}s:", *missing]),
+            hint="see `weft cluster logs <weft-prometheus pod> -n weft -c prometheus`",
+        )
+    return passed(PROXY_METRICS)
+
+
+def proxy_versions(pods: Sequence[Obj], cli_version: str) -> CheckResult:
+    """Whether every meshed pod runs the CLI's proxy version (its injection annotation)."""
+    other = []
+    for pod in meshed_pods(pods):
+        version = (pod["metadata"].get("annotations") or {}).get(PROXY_VERSION_ANNOTATION)
+        if version != cli_version:
+            other.append(f"* {_ref(pod)} runs {version or 'an unknown version'}")
+    if other:
+        return failed(
+            PROXY_VERSIONS,
+            "\n".join([f"the CLI is {cli_version}; these proxies are not:", *other]),
+            hint="restart them to re-inject: weft cluster delete pod NAME -n NS",
+        )
+    return passed(PROXY_VERSIONS)

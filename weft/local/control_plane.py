@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from weft.identity import trust
+from weft.local.api_client import ServiceRef
 from weft.local.cluster_config import ClusterConfig
 from weft.local.pod_env import SERVICE_ACCOUNT_DIR
 from weft.proxy.config import parse_duration
@@ -23,6 +24,16 @@ IDENTITY_PORT = 8080
 DESTINATION_PORT = 8086
 IDENTITY_ADMIN_PORT = 9990
 DESTINATION_ADMIN_PORT = 9996
+METRICS_API_PORT = 8085
+METRICS_API_ADMIN_PORT = 9995
+TAP_PORT = 8088
+TAP_ADMIN_PORT = 9998
+PROMETHEUS_PORT = 9090
+
+# Components the CLI talks to, through the node agent's service proxy.
+METRICS_API = ServiceRef(NAMESPACE, "weft-metrics-api", METRICS_API_PORT)
+TAP = ServiceRef(NAMESPACE, "weft-tap", TAP_PORT)
+PROMETHEUS = ServiceRef(NAMESPACE, "weft-prometheus", PROMETHEUS_PORT)
 
 Obj = dict[str, Any]
 
