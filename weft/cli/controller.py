@@ -290,3 +290,57 @@ def tap(
         await serve_tap(platform, settings, listen, admin, own, users, stop)
 
     run_until_signalled(main, "tap")
+
+
+@controller.command()
+@click.option("--addr", default="0.0.0.0:8084", show_default=True, help="Dashboard listen address.")
+@click.option("--admin-addr", default="0.0.0.0:9994", show_default=True)
+@click.option(
+    "--metrics-api-url",
+    default="http://weft-metrics-api.weft.svc.cluster.local:8085",
+    show_default=True,
+)
+@click.option(
+    "--prometheus-url",
+    default="http://weft-prometheus.weft.svc.cluster.local:9090",
+    show_default=True,
+    help="For the charts' time series (query_range).",
+)
+@click.option("--tap-url", default="http://weft-tap.weft.svc.cluster.local:8088", show_default=True)
+@click.option(
+    "--token-file",
+    default=SA_TOKEN,
+    show_default=True,
+    help="This pod's service-account token, which the tap controller authorizes.",
+)
+@click.option("--control-namespace", default="weft", show_default=True)
+@click.option("--log-level", default="info", show_default=True)
+def web(
+    addr: str,
+    admin_addr: str,
+    metrics_api_url: str,
+    prometheus_url: str,
+    tap_url: str,
+    token_file: str,
+    control_namespace: str,
+    log_level: str,
+) -> None:
+    """The dashboard: web pages and their JSON/WebSocket API (backed by the metrics API,
+    Prometheus and the tap controller)."""
+    from weft.web.backends import BackendUrls
+    from weft.web.server import WebConfig
+
+    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    config = WebConfig(
+        BackendUrls(metrics_api_url, prometheus_url, tap_url, Path(token_file)),
+        control_namespace,
+    )
+    listen = _addr("--addr", addr)
+    admin = _addr("--admin-addr", admin_addr)
+
+    async def main(stop: asyncio.Event) -> None:
+        from weft.web.server import serve_web
+
+        await serve_web(config, listen, admin, stop)
+
+    run_until_signalled(main, "web")
