@@ -15,6 +15,7 @@ COMMANDS = {
     "check": ("weft.cli.check", "check"),
     "cluster": ("weft.cli.cluster", "cluster"),
     "controller": ("weft.cli.controller", "controller"),
+    "dashboard": ("weft.cli.dashboard", "dashboard"),
     "demo": ("weft.cli.demo", "demo"),
     "identity": ("weft.cli.identity", "identity"),
     "inject": ("weft.cli.inject", "inject"),
