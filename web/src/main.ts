@@ -46,6 +46,7 @@ class App {
   private readonly title = h("h1", {});
   private readonly status = h("span", { class: "status", "data-testid": "last-updated" });
   private readonly autoToggle = h("input", { type: "checkbox", checked: true, "aria-label": "auto-refresh" });
+  private readonly autoLabel = h("label", {}, this.autoToggle, " auto-refresh");
   private readonly cli = h("div", {});
   private readonly error = h("div", { "data-testid": "page-error" });
   private readonly content = h("div", { class: "content" });
@@ -74,13 +75,17 @@ class App {
       "div",
       { class: "page-head" },
       this.title,
-      h("div", { class: "refresh" }, this.status, h("label", {}, this.autoToggle, " auto-refresh")),
+      h("div", { class: "refresh" }, this.status, this.autoLabel),
     );
     replace(root, h("div", { class: "layout" }, nav, h("main", {}, head, this.cli, this.error, this.content)));
     this.autoToggle.addEventListener("change", () => this.schedule());
     document.addEventListener("visibilitychange", () => this.schedule());
     document.addEventListener("click", (event) => this.intercept(event));
     setNavigator((url) => this.navigate(url));
+    window.addEventListener("weft:cli", (event) => {
+      const commands = (event as CustomEvent<string[]>).detail;
+      replace(this.cli, commands.length ? cliBox(commands) : null);
+    });
     window.addEventListener("popstate", () => this.show());
     void this.loadNamespaces();
     window.setInterval(() => void this.loadNamespaces(), SIDEBAR_REFRESH_MS);
@@ -113,6 +118,7 @@ class App {
     replace(this.status, "Loading…");
     this.page = makePage(view, this.content);
     this.title.textContent = this.page.title;
+    this.autoLabel.hidden = !this.page.autoRefresh;
     document.title = `${this.page.title} · weft`;
     const commands = cliCommands(view);
     replace(this.cli, commands.length ? cliBox(commands) : null);

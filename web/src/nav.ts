@@ -18,3 +18,8 @@ export function navigate(url: string): void {
 export function navigateQuietly(url: string): void {
   history.replaceState(null, "", url);
 }
+
+/** Replace the equivalent CLI commands the shell shows (when a form changes them). */
+export function showCli(commands: string[]): void {
+  window.dispatchEvent(new CustomEvent("weft:cli", { detail: commands }));
+}

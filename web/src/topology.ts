@@ -70,7 +70,6 @@ export class Topology {
       style: STYLE,
       minZoom: 0.3,
       maxZoom: 2.5,
-      wheelSensitivity: 0.3,
       boxSelectionEnabled: false,
       autoungrabify: false,
     });

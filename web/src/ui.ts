@@ -17,6 +17,7 @@ export interface Column<T> {
   title: string;
   cell: (row: T) => Child;
   numeric?: boolean;
+  wrap?: boolean;
 }
 
 /** A link handled by the app's router (no page reload). */
@@ -53,7 +54,7 @@ export function table<T>(columns: Column<T>[], rows: T[], empty: string, attrs: 
       h(
         "tbody",
         {},
-        rows.map((row) => h("tr", {}, columns.map((c) => h("td", { class: c.numeric ? "num" : "" }, c.cell(row))))),
+        rows.map((row) => h("tr", {}, columns.map((c) => h("td", { class: c.numeric ? "num" : c.wrap ? "wrap" : "" }, c.cell(row))))),
       ),
     ),
   );

@@ -116,13 +116,13 @@ async def workload(backends: Backends, res: rs.Resource, window: q.Window) -> Ob
         if direction == "out" and res.type == rs.SERVICE:
             return []  # a Service makes no calls of its own
         bodies = [
-            q.stat_body(kind, window, to=res)
+            q.stat_body(kind, window, to=res, tcp=False)
             if direction == "in"
-            else q.stat_body(kind, window, source=res)
+            else q.stat_body(kind, window, source=res, tcp=False)
             for kind in everywhere
         ]
         groups = await asyncio.gather(*(_stat(backends, body, secs) for body in bodies))
-        return shape.with_traffic(row for group in groups for row in group)
+        return [row for group in groups for row in group if row["requests"]]
 
     async def routes() -> list[Obj]:
         return shape.routes(await backends.metrics("TopRoutes", q.routes_body(res, window)), secs)

@@ -109,11 +109,6 @@ def stat_rows(response: Obj, seconds: float) -> list[Obj]:
     ]
 
 
-def with_traffic(rows: Iterable[Obj]) -> list[Obj]:
-    """The rows that saw requests or have open TCP connections."""
-    return [r for r in rows if r["requests"] or (r["tcp"] and r["tcp"]["connections"])]
-
-
 # -- Edges ----------------------------------------------------------------------------------------
 
 
@@ -150,7 +145,7 @@ def graph(
     outbound: Mapping[str, Sequence[Obj]],
 ) -> Obj:
     """The namespace's topology: its workloads as nodes; an edge for every pair the Edges API
-    knows or that carried requests, with the pair's success rate, RPS, p99 and mTLS.
+    knows or that carried HTTP requests, with the pair's success rate, RPS, p99 and mTLS.
 
     ``outbound`` maps a source's node id to its StatSummary rows ``--from`` it (one per
     destination). Destinations outside the namespace become nodes marked ``external``.
@@ -188,7 +183,9 @@ def graph(
     for source, rows in outbound.items():
         namespace_of, type_, name = source.split("/", 2)
         src = {"namespace": namespace_of, "type": type_, "name": name}
-        for row in with_traffic(rows):
+        for row in rows:
+            if not row["requests"]:
+                continue
             entry = link(src, row)
             entry.update({k: row[k] for k in ("successRate", "rps", "p99")})
     return {

@@ -3,7 +3,7 @@
 import { getJson, type Overview } from "../api";
 import { tapCommand } from "../cli";
 import { h, replace } from "../dom";
-import { navigateQuietly } from "../nav";
+import { navigateQuietly, showCli } from "../nav";
 import type { Page } from "../page";
 import { type TapQuery, type View, viewUrl } from "../route";
 import { type TapHandle, openTap } from "../tapsocket";
@@ -39,7 +39,6 @@ export function tapPage(view: Extract<View, { page: "tap" }>, content: HTMLEleme
   namespaceInput.setAttribute("list", "tap-namespaces");
   const extract = h("input", { type: "checkbox", name: "extract", checked: query.extract });
   extract.addEventListener("change", () => update("extract", extract.checked));
-  const command = h("code", { "data-testid": "tap-command" });
   const start = h("button", { type: "submit", class: "primary" }, "Start");
   const stop = h("button", { type: "button", disabled: true }, "Stop");
   const status = h("span", { class: "muted", "data-testid": "tap-status" }, "Not running.");
@@ -52,7 +51,7 @@ export function tapPage(view: Extract<View, { page: "tap" }>, content: HTMLEleme
 
   function update(name: keyof TapQuery, value: string | boolean): void {
     (query as unknown as Record<string, string | boolean>)[name] = value;
-    command.textContent = `$ ${tapCommand(query)}`;
+    showCli([tapCommand(query)]);
     navigateQuietly(viewUrl({ page: "tap", query }));
   }
 
@@ -120,8 +119,7 @@ export function tapPage(view: Extract<View, { page: "tap" }>, content: HTMLEleme
     });
   });
   stop.addEventListener("click", () => handle?.stop());
-  command.textContent = `$ ${tapCommand(query)}`;
-  replace(content, namespaces, section("Query", form, h("pre", { class: "cli-inline" }, command)), section("Requests", events));
+  replace(content, namespaces, section("Query", form), section("Requests", events));
   draw();
 
   return {

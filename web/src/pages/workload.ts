@@ -121,8 +121,8 @@ function podColumns(window: string) {
 const EDGE_COLUMNS = [
   { title: "Source", cell: (e: Edge) => `${resourceName(e.src.type, e.src.name)} (${e.src.namespace})` },
   { title: "Destination", cell: (e: Edge) => `${resourceName(e.dst.type, e.dst.name)} (${e.dst.namespace})` },
-  { title: "Client identity", cell: (e: Edge) => e.clientId || "-" },
-  { title: "Server identity", cell: (e: Edge) => e.serverId || "-" },
+  { title: "Client identity", cell: (e: Edge) => e.clientId || "-", wrap: true },
+  { title: "Server identity", cell: (e: Edge) => e.serverId || "-", wrap: true },
   {
     title: "Secured",
     cell: (e: Edge) => (e.secured ? h("span", { class: "secured" }, "✔ mTLS") : h("span", { class: "plain" }, e.noIdentityMsg || "no")),
