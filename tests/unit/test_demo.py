@@ -261,6 +261,12 @@ def test_next_steps_carry_the_cluster_flags(tmp_path: Path) -> None:
     text = "\n".join(runner.next_steps(other, ".venv/bin/weft", "web-1"))
     assert f"sudo .venv/bin/weft demo down --name d1 --state-dir {tmp_path}" in text
     assert "http://127.0.0.1:9000/" in text
+    assert "dashboard" not in text
+    with_dashboard = runner.next_steps(default, "weft", "web-1", "http://127.0.0.1:50750/")
+    assert with_dashboard[1:3] == [
+        "emojivoto is running: open http://127.0.0.1:8080/",
+        "the weft dashboard: open http://127.0.0.1:50750/",
+    ]
 
 
 def test_a_stale_port_forward_is_found_by_its_command_line(tmp_path: Path) -> None:

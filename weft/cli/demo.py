@@ -27,6 +27,13 @@ def _run(body: Callable[[], int]) -> None:
 @cluster_options
 @click.option("--port", default=8080, show_default=True, help="Host port for the emojivoto page.")
 @click.option("--address", default="127.0.0.1", show_default=True, help="Host address for it.")
+@click.option(
+    "--dashboard-port",
+    type=click.IntRange(0, 65535),
+    default=50750,
+    show_default=True,
+    help="Host port for the weft dashboard (0: any free port).",
+)
 @click.option("--no-inject", is_flag=True, help="Deploy emojivoto without the mesh.")
 @click.option(
     "--timeout",
@@ -44,6 +51,7 @@ def demo(
     state_dir: str | None,
     port: int,
     address: str,
+    dashboard_port: int,
     no_inject: bool,
     timeout: float,
     pod_cidr: str,
@@ -67,6 +75,7 @@ def demo(
         service_cidr=service_cidr,
         address=address,
         port=port,
+        dashboard_port=dashboard_port,
         inject=not no_inject,
         timeout=timeout,
     )

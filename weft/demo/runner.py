@@ -18,6 +18,7 @@ import importlib.resources
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -54,6 +55,7 @@ from weft.local.cluster_config import (
     state_dir_for,
 )
 from weft.platform import PlatformError
+from weft.web import manifest as web_manifest
 
 NAMESPACE = "emojivoto"
 MARKER = "demo.json"
@@ -76,6 +78,7 @@ class DemoOptions:
     service_cidr: str = DEFAULT_SERVICE_CIDR
     address: str = "127.0.0.1"
     port: int = 8080
+    dashboard_port: int = 50750
     inject: bool = True
     timeout: float = 300.0
 
@@ -235,6 +238,7 @@ class Demo:
         self.relay: subprocess.Popen[bytes] | None = None
         self.deadline = 0.0
         self.web_pod = "<web pod>"
+        self.dashboard_url: str | None = None
 
     async def up(self) -> None:
         """Everything up to the printed URL."""
@@ -336,16 +340,22 @@ class Demo:
         if not services:
             raise DemoError("service web-svc is missing from namespace emojivoto")
         ip, port = pf.resolve_target(services[0], "Service", "80")
-        listener = pf.bind(opts.address, opts.port)
+        listeners = [(pf.bind(opts.address, opts.port), ip, port)]
+        dashboard = await self._dashboard(client)
+        if dashboard is not None:
+            listeners.append(dashboard)
+            bound = dashboard[0].getsockname()[1]
+            self.dashboard_url = f"http://{pf.host_port(opts.address, bound)}/"
         try:
-            argv = pf.relay_argv(self.cfg, [(listener.fileno(), ip, port)])
+            argv = pf.relay_argv(self.cfg, [(s.fileno(), ip, port) for s, ip, port in listeners])
             # Its "cannot reach" lines while web-svc gets endpoints would clutter the progress.
             with (opts.state_dir / "port-forward.log").open("ab") as log:
                 self.relay = subprocess.Popen(
-                    argv, pass_fds=(listener.fileno(),), stdout=log, stderr=log
+                    argv, pass_fds=[s.fileno() for s, _, _ in listeners], stdout=log, stderr=log
                 )
         finally:
-            listener.close()
+            for sock, _, _ in listeners:
+                sock.close()
         _write_marker(opts, os.getpid(), self.relay.pid)
 
         async def serving() -> tuple[bool, str]:
@@ -358,6 +368,18 @@ class Demo:
             serving,
             f"{opts.url} does not serve emojivoto: see `weft cluster logs -n {NAMESPACE} <pod>`",
         )
+
+    async def _dashboard(self, client: ApiClient) -> tuple[socket.socket, str, int] | None:
+        """A host port for the dashboard (weft-web) when the control plane runs one."""
+        services = await client.list("Service", control_plane.NAMESPACE, web_manifest.NAME)
+        if not services:
+            return None
+        ip, port = pf.resolve_target(services[0], "Service", str(web_manifest.PORT))
+        try:
+            return pf.bind(self.opts.address, self.opts.dashboard_port), ip, port
+        except pf.PortForwardError as exc:
+            self.ui.line(f"the dashboard is not forwarded: {exc} (try --dashboard-port)")
+            return None
 
     async def serve(self) -> None:
         """Wait until the port-forward stops (``weft demo down`` removed the cluster)."""
@@ -399,7 +421,9 @@ async def page_state(url: str) -> tuple[bool, str]:
 # -- the commands -----------------------------------------------------------------------------
 
 
-def next_steps(opts: DemoOptions, weft: str, web_pod: str) -> list[str]:
+def next_steps(
+    opts: DemoOptions, weft: str, web_pod: str, dashboard_url: str | None = None
+) -> list[str]:
     """What the final screen suggests, with the command as the user invoked it."""
     flags = "" if opts.name == DEFAULT_NAME else f" --name {opts.name}"
     if opts.state_dir != state_dir_for(opts.name):
@@ -407,6 +431,7 @@ def next_steps(opts: DemoOptions, weft: str, web_pod: str) -> list[str]:
     return [
         "",
         f"emojivoto is running: open {opts.url}",
+        *([f"the weft dashboard: open {dashboard_url}"] if dashboard_url else []),
         "",
         "Try next, in another terminal:",
         f"  sudo {weft} cluster{flags} get pods -n {NAMESPACE}",
@@ -452,7 +477,7 @@ async def run(opts: DemoOptions, ui: Ui) -> int:
         loop.add_signal_handler(sig, task.cancel)
     try:
         await demo.up()
-        for line in next_steps(opts, weft_command(), demo.web_pod):
+        for line in next_steps(opts, weft_command(), demo.web_pod, demo.dashboard_url):
             ui.line(line)
         await demo.serve()
     except asyncio.CancelledError:
