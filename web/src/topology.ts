@@ -99,6 +99,10 @@ export class Topology {
     this.current = elements;
     this.container.dataset.nodes = String(this.cy.nodes().length);
     this.container.dataset.edges = String(this.cy.edges().length);
+    this.container.dataset.nodeNames = this.cy
+      .nodes()
+      .map((n) => String(n.data("name")))
+      .join(",");
   }
 
   /** Free the canvas. */
