@@ -315,9 +315,14 @@ def test_a_narrow_window_and_a_missing_page(mesh: Mesh, browser: Browser) -> Non
         width = browser.page.evaluate("document.documentElement.scrollWidth")
         assert width <= 420, f"the page is {width}px wide in a 420px window"
         browser.shot("workload-web-narrow")
-        browser.open(f"{mesh.url}/namespaces/{NS}/deployments/nope")
-        browser.page.wait_for_selector("[data-testid=page-error] >> text=not found")
-        browser.shot("not-found")
         assert browser.errors == []
+        browser.open(f"{mesh.url}/namespaces/{NS}/deployments/nope")
+        browser.page.wait_for_selector(
+            "[data-testid=page-error] >> text=deployment/nope not found in namespace emojivoto"
+        )
+        browser.shot("not-found")
+        # The browser reports the API's 404 itself; nothing else may go wrong.
+        assert browser.errors, "the 404 should show in the console"
+        assert all("status of 404" in e for e in browser.errors), browser.errors
     finally:
         browser.page.set_viewport_size({"width": 1400, "height": 1000})
