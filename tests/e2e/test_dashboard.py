@@ -34,8 +34,8 @@ from weft.web import manifest
 
 pytestmark = pytest.mark.netns
 
-POD_CIDR = "10.236.0.0/16"
-SERVICE_CIDR = "10.237.0.0/16"
+POD_CIDR = "10.232.0.0/16"
+SERVICE_CIDR = "10.233.0.0/16"
 NS = "emojivoto"
 ARTIFACTS = REPO_ROOT / "tests" / "artifacts" / "dashboard"
 CHROMIUM = "/usr/bin/chromium"
