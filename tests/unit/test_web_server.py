@@ -98,8 +98,15 @@ async def test_api_errors_are_json_with_the_right_status(client: TestClient) -> 
             503,
             "prometheus at http://127.0.0.1:",
         ),
-        "/api/controlplane": (503, "metrics API at"),
     }
+    # The control-plane page shows what it has and names what failed.
+    control = await client.get("/api/controlplane")
+    assert control.status == 200
+    errors = {e["section"]: e["error"] for e in (await control.json())["errors"]}
+    assert sorted(errors) == ["certificates", "checks", "pods", "scrapes"]
+    assert errors["pods"].startswith("metrics API at http://127.0.0.1:")
+    assert errors["pods"].endswith(": cannot connect (Connection refused)")
+    assert errors["certificates"].startswith("prometheus at http://127.0.0.1:")
     for path, (status, message) in cases.items():
         response = await client.get(path)
         assert response.status == status, path

@@ -25,7 +25,7 @@ import click
 from weft.cli.pod_certs import cluster_options
 from weft.local import control_plane
 from weft.local import port_forward as pf
-from weft.local.api_client import ApiClient
+from weft.local.api_client import ApiClient, ApiError
 from weft.local.cluster_config import ClusterConfig, ClusterConfigError, state_dir_for
 from weft.platform import PlatformError
 from weft.web import manifest
@@ -103,7 +103,12 @@ async def _wait_ready(cfg: ClusterConfig, wait: float) -> Obj:
     told = False
     async with ApiClient(cfg.api_socket) as client:
         while True:
-            services = await client.list("Service", control_plane.NAMESPACE, manifest.NAME)
+            try:
+                services = await client.list("Service", control_plane.NAMESPACE, manifest.NAME)
+            except ApiError as exc:
+                if exc.status != 404:
+                    raise
+                services = []
             if not services:
                 raise DashboardError(
                     f"cluster {cfg.name} has no dashboard (service "

@@ -8,6 +8,8 @@ and a one-line message naming the backend: a request the backend refused keeps i
 from __future__ import annotations
 
 import json
+import os
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -44,6 +46,11 @@ class BackendUrls:
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "timed out"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        error = exc.os_error
+        if isinstance(error, socket.gaierror) or not error.errno:
+            return f"cannot connect ({error.strerror or error})"
+        return f"cannot connect ({os.strerror(error.errno)})"
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 

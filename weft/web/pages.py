@@ -184,7 +184,7 @@ async def series(backends: Backends, res: rs.Resource, window: q.Window, now: fl
 
 async def control_plane(backends: Backends, control_namespace: str, now: float) -> Obj:
     """The control plane's components, its certificates' expiry, proxies per namespace and the
-    metrics API's own checks."""
+    metrics API's own checks; each part that fails is named in ``errors``, the rest shown."""
     sections = Sections()
 
     async def listed() -> list[Obj]:
@@ -195,7 +195,7 @@ async def control_plane(backends: Backends, control_namespace: str, now: float) 
         return [r for r in results if isinstance(r, dict)]
 
     every_pod, up, expiry, self_check = await asyncio.gather(
-        listed(),
+        sections.get("pods", listed(), []),
         sections.get("scrapes", backends.query(q.components_up_query()), []),
         sections.get("certificates", backends.query(q.cert_expiry_query()), []),
         sections.get("checks", checks(), []),
