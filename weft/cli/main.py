@@ -21,6 +21,7 @@ COMMANDS = {
     "profile": ("weft.cli.profile", "profile"),
     "proxy": ("weft.cli.proxy", "proxy"),
     "proxy-init": ("weft.cli.proxy_init", "proxy_init"),
+    "stat": ("weft.cli.stat", "stat"),
 }
 
 
