@@ -24,6 +24,7 @@ COMMANDS = {
     "proxy-init": ("weft.cli.proxy_init", "proxy_init"),
     "routes": ("weft.cli.routes", "routes"),
     "stat": ("weft.cli.stat", "stat"),
+    "tap": ("weft.cli.tap", "tap"),
 }
 
 
