@@ -25,6 +25,7 @@ COMMANDS = {
     "routes": ("weft.cli.routes", "routes"),
     "stat": ("weft.cli.stat", "stat"),
     "tap": ("weft.cli.tap", "tap"),
+    "top": ("weft.cli.top", "top"),
 }
 
 
