@@ -76,6 +76,11 @@ def plural(kind: str) -> str:
     return _TYPES[kind][0]
 
 
+def short_name(kind: str) -> str:
+    """``deployment`` → ``deploy``: the prefix Linkerd's CLI writes before names."""
+    return _TYPES[kind][1][0]
+
+
 def label(kind: str) -> str:
     """The Prometheus label of a type: ``deployment``, ``k8s_job``, ``pod``, ``namespace``..."""
     return _LABELS.get(kind, kind)
