@@ -31,6 +31,12 @@ async def start_app(app: web.Application, sock: socket.socket) -> web.AppRunner:
     return runner
 
 
+def listen_address(sock: socket.socket) -> str:
+    """``host:port`` a listening socket is bound to (``[host]:port`` for IPv6)."""
+    host, port = sock.getsockname()[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def add_admin_routes(
     app: web.Application, metrics: Callable[[], str], ready: Callable[[], bool]
 ) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client.core import CounterMetricFamily
 
-from weft.controller.admin import add_admin_routes, render_metrics, start_app
+from weft.controller.admin import add_admin_routes, listen_address, render_metrics, start_app
 from weft.controller.metrics_api.api import MetricsApi, NotFound
 from weft.controller.metrics_api.prometheus import PrometheusError
 from weft.controller.metrics_api.requests import BadRequest
@@ -108,7 +108,9 @@ async def serve_metrics_api(
     admin_app = web.Application()
     add_admin_routes(admin_app, counts.metrics, lambda: True)
     runners = [await start_app(api_app(api, counts), listen), await start_app(admin_app, admin)]
-    log.info("metrics API listening on %s", listen.getsockname())
+    log.info(
+        "metrics API listening on %s, admin on %s", listen_address(listen), listen_address(admin)
+    )
     try:
         await stop.wait()
     finally:

@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from weft.controller.admin import add_admin_routes, render_metrics, start_app
+from weft.controller.admin import add_admin_routes, listen_address, render_metrics, start_app
 from weft.controller.destination.addresses import object_key
 from weft.controller.prometheus.targets import JOBS, UnknownJob, target_groups
 from weft.platform import Platform
@@ -112,7 +112,8 @@ async def serve_targets(
         admin_app = web.Application()
         add_admin_routes(admin_app, targets.metrics, targets.ready.is_set)
         runners.append(await start_app(admin_app, admin))
-    log.info("serving Prometheus targets on %s", listen.getsockname())
+    admin_at = "" if admin is None else f", admin on {listen_address(admin)}"
+    log.info("serving Prometheus targets on %s%s", listen_address(listen), admin_at)
     try:
         await stop.wait()
     finally:
