@@ -47,6 +47,7 @@ KINDS = {
 }
 # The Prometheus label a type is measured by (Linkerd's relabelling: a Job is ``k8s_job``).
 _LABELS = {JOB: "k8s_job"}
+_TYPES_BY_LABEL = {name: kind for kind, name in _LABELS.items()}
 
 
 class ResourceError(ValueError):
@@ -89,6 +90,11 @@ def label(kind: str) -> str:
 def dst_label(kind: str) -> str:
     """The label naming a type on the far side of an outbound request: ``dst_deployment``..."""
     return "dst_" + label(kind)
+
+
+def type_of_label(name: str) -> str:
+    """The type a Prometheus label names: ``k8s_job`` → ``job``, ``deployment`` → itself."""
+    return _TYPES_BY_LABEL.get(name, name)
 
 
 @dataclass(frozen=True)
