@@ -124,6 +124,9 @@ class VizClient:
                     raise VizError(f"{TAP.title} sent a line that is not an object: {line[:80]!r}")
                 if set(event) == {"error"}:
                     raise VizError(str(event["error"]))
+                if set(event) == {"warning"}:  # one proxy could not be tapped; the rest go on
+                    click.echo(f"{TAP.title}: {event['warning']}", err=True)
+                    continue
                 yield event
         except ApiError as exc:
             raise VizError(explain(TAP, exc)) from None

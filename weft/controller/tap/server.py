@@ -116,7 +116,7 @@ class TapApi:
         try:
             await response.prepare(request)
             for problem in problems:
-                await response.write(json.dumps({"error": problem}).encode() + b"\n")
+                await response.write(json.dumps({"warning": problem}).encode() + b"\n")
             async for event in session.events():
                 self.stats.events += 1
                 await response.write(json.dumps(event, separators=(",", ":")).encode() + b"\n")
