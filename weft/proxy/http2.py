@@ -158,7 +158,9 @@ class ServerConn(H2Conn):
             if load is None:
                 changed = logical.changed()
                 if changed is not None and now < deadline:  # no endpoints yet: wait for some
-                    self.wait(down, changed, deadline - now, lambda d: self.attempt(d, deadline))
+                    self.wait(
+                        down, changed, deadline - now, lambda d: self.attempt(d, deadline, retry)
+                    )
                     return
                 raise no_endpoints(logical.name or exchange.head.label)
         except ProxyError as err:
