@@ -11,7 +11,7 @@ from weft.proxy.discovery import Endpoint
 from weft.proxy.errors import connect_error, errno_label, upstream_reset
 from weft.proxy.h2 import frames as fr
 from weft.proxy.h2.connection import Exchange, H2Conn, Leg, flush_all
-from weft.proxy.h2.heads import Head
+from weft.proxy.h2.heads import Head, block_fields
 
 log = logging.getLogger("weft.proxy.http2")
 
@@ -159,6 +159,10 @@ class ClientConn(H2Conn):
             ):
                 self.retry_response(leg, down, head)
                 return
+            tap = exchange.tap
+            if tap is not None and head.status >= 200:
+                block = head.block
+                tap.response_init(time.monotonic(), head.status, lambda: block_fields(block))
         if head.grpc_status is not None:
             exchange.grpc_status = head.grpc_status
         self.forward_headers(leg, head, end)
