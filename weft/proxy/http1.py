@@ -19,6 +19,7 @@ import re
 import time
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 from typing import cast
 
 import httptools
@@ -376,14 +377,13 @@ class H1Server(asyncio.Protocol):
         scheme = "http"
         if url[:1] != b"/" and b"://" in url:
             scheme = url.split(b"://", 1)[0].decode("latin-1").lower()
-        head = ex.head
         return self.ctx.observe(
             endpoint,
             ex.method.decode("latin-1"),
             scheme,
             ex.authority,
             request_path(url),
-            lambda: h1head.head_fields(head),
+            partial(h1head.head_fields, ex.head),
             ex.dispatch.route if ex.dispatch is not None else None,
             now,
         )
@@ -528,7 +528,8 @@ class H1Server(asyncio.Protocol):
         if ex.tap is None and self.ctx.taps.active:
             ex.tap = self._observe(ex, None, time.monotonic())
         if ex.tap is not None:
-            ex.tap.response_init(time.monotonic(), err.status, lambda: h1head.head_fields(response))
+            fields = partial(h1head.head_fields, response)
+            ex.tap.response_init(time.monotonic(), err.status, fields)
         self.write(response)
         self.exchange_done(ex, err.status, err.error)
         ex.keep_alive = not close
@@ -733,7 +734,7 @@ class H1Upstream(asyncio.Protocol):
             self.tunnel = True
             fwd = h1head.end_to_end(headers, keep_upgrade=status == 101)
             if ex.tap is not None:
-                ex.tap.response_init(time.monotonic(), status, lambda: fwd)
+                ex.tap.response_init(time.monotonic(), status, fwd.copy)
             down.write(h1head.response_head(status, self.reason, fwd, False, False, ex.version))
             down.exchange_done(ex, status)
             down.start_tunnel(self)
@@ -762,7 +763,7 @@ class H1Upstream(asyncio.Protocol):
         tap = ex.tap
         if tap is not None:
             self.tap = tap
-            tap.response_init(time.monotonic(), status, lambda: fwd)
+            tap.response_init(time.monotonic(), status, fwd.copy)
         down.write(
             h1head.response_head(
                 status, self.reason, fwd, self.down_chunked, not ex.keep_alive, ex.version

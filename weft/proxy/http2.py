@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from functools import partial
 
 from weft.proxy.context import ConnContext
 from weft.proxy.discovery import Endpoint
@@ -60,7 +61,7 @@ class TapCounter:
 
     def trailers(self, block: bytes) -> None:
         """Keep the response trailers, decoded if a tap asks for them."""
-        self.tap.trailers = lambda: block_fields(block)
+        self.tap.trailers = partial(block_fields, block)
 
 
 class ServerConn(H2Conn):
@@ -182,9 +183,8 @@ class ServerConn(H2Conn):
             if load is None:
                 changed = logical.changed()
                 if changed is not None and now < deadline:  # no endpoints yet: wait for some
-                    self.wait(
-                        down, changed, deadline - now, lambda d: self.attempt(d, deadline, retry)
-                    )
+                    then = partial(self.attempt, deadline=deadline, retry=retry)
+                    self.wait(down, changed, deadline - now, then)
                     return
                 raise no_endpoints(logical.name or exchange.head.label)
         except ProxyError as err:
@@ -238,7 +238,6 @@ class ServerConn(H2Conn):
     def observe(self, exchange: Exchange, endpoint: Endpoint | None, now: float) -> Tapped | None:
         """Offer ``exchange``'s request to the proxy's taps (called only while one is active)."""
         head = exchange.head
-        block = exchange.block
         dispatch = exchange.dispatch
         return self.ctx.observe(
             endpoint,
@@ -246,7 +245,7 @@ class ServerConn(H2Conn):
             None,
             head.authority or "",
             head.path.decode("latin-1"),
-            lambda: block_fields(block),
+            partial(block_fields, exchange.block),
             dispatch.route if dispatch is not None else None,
             now,
         )

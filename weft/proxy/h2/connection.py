@@ -17,6 +17,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from functools import partial
 from typing import Protocol, cast
 
 from weft.proxy.balance import Load
@@ -535,7 +536,7 @@ class H2Conn(fr.FrameReader, asyncio.Protocol):
         exchange.status = status
         exchange.grpc_status = grpc_status
         if exchange.tap is not None:
-            exchange.tap.response_init(time.monotonic(), status, lambda: block_fields(block))
+            exchange.tap.response_init(time.monotonic(), status, partial(block_fields, block))
         self.send_headers(leg, block, True)
         exchange.finish(err.error)
         if not leg.closed:

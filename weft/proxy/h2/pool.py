@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from functools import partial
 
 from weft.proxy.context import ConnContext
 from weft.proxy.discovery import Endpoint
@@ -161,8 +162,8 @@ class ClientConn(H2Conn):
                 return
             tap = exchange.tap
             if tap is not None and head.status >= 200:
-                block = head.block
-                tap.response_init(time.monotonic(), head.status, lambda: block_fields(block))
+                fields = partial(block_fields, head.block)
+                tap.response_init(time.monotonic(), head.status, fields)
         if head.grpc_status is not None:
             exchange.grpc_status = head.grpc_status
         self.forward_headers(leg, head, end)
