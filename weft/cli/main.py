@@ -17,11 +17,16 @@ COMMANDS = {
     "controller": ("weft.cli.controller", "controller"),
     "dashboard": ("weft.cli.dashboard", "dashboard"),
     "demo": ("weft.cli.demo", "demo"),
+    "edges": ("weft.cli.edges", "edges"),
     "identity": ("weft.cli.identity", "identity"),
     "inject": ("weft.cli.inject", "inject"),
     "profile": ("weft.cli.profile", "profile"),
     "proxy": ("weft.cli.proxy", "proxy"),
     "proxy-init": ("weft.cli.proxy_init", "proxy_init"),
+    "routes": ("weft.cli.routes", "routes"),
+    "stat": ("weft.cli.stat", "stat"),
+    "tap": ("weft.cli.tap", "tap"),
+    "top": ("weft.cli.top", "top"),
 }
 
 

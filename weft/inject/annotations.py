@@ -45,6 +45,7 @@ class ProxySettings:
     log_level: str
     log_format: str
     identity_disabled: bool
+    tap_disabled: bool = False
     ingress: bool = False
     await_proxy: bool = True
     admin_shutdown: bool = False
@@ -126,6 +127,7 @@ _CONFIG: dict[str, tuple[str, Callable[[str], Any]]] = {
     "proxy-log-level": ("log_level", _log_level),
     "proxy-log-format": ("log_format", _log_format),
     "disable-identity": ("identity_disabled", _choice("true", "false")),
+    "disable-tap": ("tap_disabled", _choice("true", "false")),
     "proxy-await": ("await_proxy", _choice("enabled", "disabled")),
     "proxy-admin-shutdown": ("admin_shutdown", _choice("enabled", "disabled")),
     "skip-inbound-ports": ("skip_inbound_ports", _ports),

@@ -3,6 +3,8 @@
 - every request first waits ``--delay-ms`` milliseconds;
 - ``/healthz`` answers 200 (readiness);
 - ``/slow`` (and anything under it) answers after a further 2 seconds;
+- ``/sleep/<ms>`` answers 200 after a further ``<ms>`` milliseconds;
+- ``/status/<code>`` answers with that status code;
 - paths starting with ``/flaky`` answer 500 at random with probability ``--fail-rate``;
 - a request with an ``x-fail-once: <token>`` header answers 500 the first time that token is
   seen (a deterministic failed first attempt);
@@ -55,6 +57,11 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(self.delay)
         if path == "/slow" or path.startswith("/slow/"):
             time.sleep(SLOW_SECONDS)
+        if path.startswith("/sleep/") and path[7:].isdigit():
+            time.sleep(int(path[7:]) / 1000)
+        if path.startswith("/status/") and path[8:].isdigit():
+            self._reply(int(path[8:]), f"status {path[8:]}\n".encode())
+            return
         token = self.headers.get("x-fail-once")
         if token:
             with self.lock:

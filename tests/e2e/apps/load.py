@@ -5,8 +5,9 @@ each distinct body (a pod name, from whoami) was seen. Each thread opens a new c
 
 Optional: ``--rate`` paces all threads together to that many requests per second; ``--requests``
 stops after that many requests; ``--stop-file`` stops once that file exists; ``--method`` and
-``--body-file`` send another method with a body. The JSON line also counts the status codes
-(``statuses``) and says how long the run took (``elapsed``).
+``--body-file`` send another method with a body; ``--paths /a,/a,/b`` sends request *n* to the
+*n*-th path of that list, round and round (a known mix), instead of the URL's own path. The JSON
+line also counts the status codes (``statuses``) and says how long the run took (``elapsed``).
 """
 
 from __future__ import annotations
@@ -33,10 +34,12 @@ def main() -> None:
     parser.add_argument("--method", default="GET")
     parser.add_argument("--body-file", default="", help="send this file's bytes as the body")
     parser.add_argument("--timeout", type=float, default=5)
+    parser.add_argument("--paths", default="", help="comma-separated paths to cycle through")
     args = parser.parse_args()
     parts = urlsplit(args.url)
     host, port = parts.hostname or "", parts.port or 80
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    paths = [p for p in args.paths.split(",") if p] or [path]
     body = None
     headers: dict[str, str] = {}
     if args.body_file:
@@ -52,21 +55,22 @@ def main() -> None:
     ok = 0
     issued = 0
 
-    def next_slot() -> bool:
-        """Claim the next request (False: the run is over); wait for its turn when paced."""
+    def next_slot() -> int | None:
+        """Claim the next request's slot (None: the run is over); wait for its turn when
+        paced."""
         nonlocal issued
         with lock:
             if args.requests and issued >= args.requests:
-                return False
+                return None
             slot = issued
             issued += 1
         if args.stop_file and os.path.exists(args.stop_file):
-            return False
+            return None
         if args.rate:
             delay = start + slot / args.rate - time.monotonic()
             if delay > 0:
                 time.sleep(delay)  # pacing: the slot's start time
-        return bool(time.monotonic() < deadline)
+        return slot if time.monotonic() < deadline else None
 
     def worker() -> None:
         nonlocal ok
@@ -74,9 +78,11 @@ def main() -> None:
             conn = http.client.HTTPConnection(host, port, timeout=args.timeout)
             try:
                 for _ in range(args.per_connection):
-                    if not next_slot():
+                    slot = next_slot()
+                    if slot is None:
                         return
-                    conn.request(args.method, path, body=body, headers=headers)
+                    target = paths[slot % len(paths)]
+                    conn.request(args.method, target, body=body, headers=headers)
                     response = conn.getresponse()
                     text = response.read().decode("latin-1").strip()
                     with lock:
