@@ -58,6 +58,8 @@ def test_metrics_api_bodies_follow_the_contract() -> None:
         "selector": {"resource": {"namespace": "emojivoto", "type": "deployment", "name": ""}}
     }
     assert q.pods_body() == {"selector": {"resource": {"namespace": ""}}}
+    assert q.pods_body("emojivoto") == {"selector": {"resource": {"namespace": "emojivoto"}}}
+    assert q.pods_body(of=web) == {"selector": {"resource": web.to_json()}}
 
 
 def test_series_queries_select_the_resource_and_align_to_the_step() -> None:

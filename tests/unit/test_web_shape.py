@@ -184,7 +184,7 @@ def pod(name: str, ns: str = NS, owner: str = "web", **extra: Any) -> Obj:
     }
 
 
-def test_pods_per_owner_and_proxies_per_namespace() -> None:
+def test_pods_and_proxies_per_namespace() -> None:
     found = shape.pods(
         {
             "pods": [
@@ -196,8 +196,7 @@ def test_pods_per_owner_and_proxies_per_namespace() -> None:
             ]
         }
     )
-    assert [p["name"] for p in shape.owned_by(found, res("web"))] == ["web-1", "web-2"]
-    assert [p["name"] for p in shape.owned_by(found, res("web-1", "pod"))] == ["web-1"]
+    assert [p["name"] for p in found] == ["emoji-1", "plain-1", "web-1", "web-2", "weft-tap-1"]
     assert found[0]["owner"] == {"type": "deployment", "name": "emoji"}
     assert shape.proxies_by_namespace(found) == [
         {"namespace": NS, "pods": 4, "meshed": 3, "versions": {"0.1.0": 2, "unknown": 1}},
@@ -333,4 +332,5 @@ def test_tap_events_are_flattened_for_the_browser() -> None:
     assert shape.tap_event({"error": "pod web-1: unreachable"}) == {
         "error": "pod web-1: unreachable"
     }
+    assert shape.tap_event({"warning": "web-2: no answer"}) == {"warning": "web-2: no answer"}
     assert shape.tap_event({"http": "junk"})["kind"] == "unknown"

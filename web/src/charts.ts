@@ -32,7 +32,7 @@ const SPECS: ChartSpec[] = [
   },
   {
     title: "Latency",
-    unit: (v) => `${v < 10 ? v.toFixed(1) : v.toFixed(0)} ms`,
+    unit: (v) => (v >= 1000 ? `${(v / 1000).toFixed(1)} s` : `${v < 10 ? v.toFixed(1) : v.toFixed(0)} ms`),
     lines: (s) => [
       { label: "p50", stroke: "#43a047", values: s.p50 },
       { label: "p95", stroke: "#fb8c00", values: s.p95 },
@@ -81,7 +81,7 @@ export class Charts {
           width: this.width(),
           height: 200,
           scales: { x: { time: true }, y: spec.range ? { range: spec.range } : {} },
-          axes: [{}, { values: (_u, ticks) => ticks.map(spec.unit), size: 60 }],
+          axes: [{}, { values: (_u, ticks) => ticks.map(spec.unit), size: 64 }],
           series: [{}, ...lines.map((l) => ({ label: l.label, stroke: l.stroke, width: 2, spanGaps: false, value: (_u: uPlot, v: number | null) => (v === null ? "-" : spec.unit(v)) }))],
           legend: { live: true },
         };

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import {
+  count,
   formatByteRate,
   formatDate,
   formatExpiry,
@@ -8,6 +9,7 @@ import {
   formatMicros,
   formatRps,
   formatSuccessRate,
+  formatUptime,
   grpcStatusName,
   health,
   pluralType,
@@ -64,6 +66,20 @@ describe("format", () => {
     expect(formatMeshed(3, 4)).toBe("3/4");
     expect(grpcStatusName(14)).toBe("Unavailable");
     expect(grpcStatusName(0)).toBe("OK");
+  });
+
+  it("counts nouns", () => {
+    expect(count(1, "namespace")).toBe("1 namespace");
+    expect(count(0, "meshed pod")).toBe("0 meshed pods");
+  });
+
+  it("shortens uptimes", () => {
+    expect(formatUptime("46s")).toBe("46s");
+    expect(formatUptime("754s")).toBe("12m34s");
+    expect(formatUptime("11100s")).toBe("3h5m");
+    expect(formatUptime("187200s")).toBe("2d4h");
+    expect(formatUptime("")).toBe("-");
+    expect(formatUptime("soon")).toBe("soon");
   });
 
   it("says when certificates expire", () => {

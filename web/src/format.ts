@@ -151,3 +151,21 @@ export function formatClock(date: Date): string {
   const pad = (n: number) => String(n).padStart(2, "0");
   return `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`;
 }
+
+/** A pod's uptime as the metrics API gives it (`"754s"`, a protobuf Duration) in short units:
+ * `12m34s`, `3h5m`, `2d4h`; other text comes back as given. */
+export function formatUptime(text: string): string {
+  const match = /^(\d+)(?:\.\d+)?s$/.exec(text);
+  if (match === null) return text || DASH;
+  const seconds = Number(match[1]);
+  const [d, h, m, s] = [Math.floor(seconds / 86400), Math.floor(seconds / 3600) % 24, Math.floor(seconds / 60) % 60, seconds % 60];
+  if (d > 0) return `${d}d${h}h`;
+  if (h > 0) return `${h}h${m}m`;
+  if (m > 0) return `${m}m${s}s`;
+  return `${s}s`;
+}
+
+/** `1 namespace`, `3 namespaces`. */
+export function count(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? "" : "s"}`;
+}

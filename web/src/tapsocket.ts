@@ -6,6 +6,8 @@ export interface TapHandlers {
   onStart?: () => void;
   onEvent: (event: TapEvent) => void;
   onError: (message: string) => void;
+  /** A note about one proxy (it could not be tapped); the tap goes on. */
+  onWarning?: (message: string) => void;
   onEnd: () => void;
 }
 
@@ -35,6 +37,7 @@ export function openTap(query: Record<string, unknown>, handlers: TapHandlers): 
     }
     if (typeof data !== "object" || data === null) return;
     if ("error" in data) handlers.onError(String((data as { error: unknown }).error));
+    else if ("warning" in data) handlers.onWarning?.(String((data as { warning: unknown }).warning));
     else if ("started" in data) handlers.onStart?.();
     else if ("end" in data) end();
     else handlers.onEvent(data as TapEvent);

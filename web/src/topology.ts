@@ -69,7 +69,7 @@ export class Topology {
       container,
       style: STYLE,
       minZoom: 0.3,
-      maxZoom: 2.5,
+      maxZoom: 1.4,
       boxSelectionEnabled: false,
       autoungrabify: false,
     });

@@ -128,7 +128,7 @@ async def workload(backends: Backends, res: rs.Resource, window: q.Window) -> Ob
         return shape.routes(await backends.metrics("TopRoutes", q.routes_body(res, window)), secs)
 
     async def pods() -> list[Obj]:
-        return shape.pods(await backends.metrics("ListPods", q.pods_body(res.namespace)))
+        return shape.pods(await backends.metrics("ListPods", q.pods_body(of=res)))
 
     async def pod_stats() -> list[Obj]:
         return await _stat(
@@ -153,7 +153,6 @@ async def workload(backends: Backends, res: rs.Resource, window: q.Window) -> Ob
     stats = next((r for r in own if r["name"] == res.name), None)
     if stats is None and res.type != rs.SERVICE:
         raise BackendError(404, f"{res.type}/{res.name} not found in namespace {res.namespace}")
-    mine = shape.owned_by(pod_list, res.to_json())
     by_name = {r["name"]: r for r in pod_rows}
     return {
         "resource": res.to_json(),
@@ -162,7 +161,7 @@ async def workload(backends: Backends, res: rs.Resource, window: q.Window) -> Ob
         "upstreams": upstreams,
         "downstreams": downstreams,
         "routes": route_rows,
-        "pods": [{**p, "stats": by_name.get(p["name"])} for p in mine],
+        "pods": [{**p, "stats": by_name.get(p["name"])} for p in pod_list],
         "edges": edge_rows,
         "errors": sections.errors,
     }

@@ -128,9 +128,10 @@ def edges_body(namespace: str, type_: str) -> Obj:
     return {"selector": {"resource": {"namespace": namespace, "type": type_, "name": ""}}}
 
 
-def pods_body(namespace: str = "") -> Obj:
-    """A ``ListPods`` request (``""``: every namespace)."""
-    return {"selector": {"resource": {"namespace": namespace}}}
+def pods_body(namespace: str = "", of: rs.Resource | None = None) -> Obj:
+    """A ``ListPods`` request: the pods of a namespace (``""``: every namespace), or those of
+    one resource (a workload's, a Service's selected pods)."""
+    return {"selector": {"resource": of.to_json() if of else {"namespace": namespace}}}
 
 
 # -- Prometheus -----------------------------------------------------------------------------------

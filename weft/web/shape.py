@@ -14,7 +14,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from weft.controller.tap.enrich import address_ip
-from weft.viz import resources as rs
 from weft.web.queries import QUANTILES, SeriesPlan
 
 Obj = dict[str, Any]
@@ -270,19 +269,6 @@ def pods(response: Obj) -> list[Obj]:
     return sorted(found, key=lambda p: (p["namespace"], p["name"]))
 
 
-def owned_by(found: Iterable[Obj], res: Mapping[str, str]) -> list[Obj]:
-    """The pods that make up ``res`` (its own pod for a pod; a workload's pods)."""
-    if res["type"] == rs.POD:
-        return [p for p in found if p["namespace"] == res["namespace"] and p["name"] == res["name"]]
-    return [
-        p
-        for p in found
-        if p["namespace"] == res["namespace"]
-        and p["owner"]["type"] == res["type"]
-        and p["owner"]["name"] == res["name"]
-    ]
-
-
 def proxies_by_namespace(found: Iterable[Obj]) -> list[Obj]:
     """Per namespace: pods, meshed pods, and how many proxies run each version."""
     table: dict[str, Obj] = {}
@@ -442,9 +428,12 @@ def _peer(address: Any, meta: Any) -> Obj:
 
 def tap_event(event: Obj) -> Obj:
     """A TapEvent (protobuf JSON) flattened for the browser: ``kind`` is ``req``, ``rsp`` or
-    ``end`` as in ``weft tap``'s lines; an ``{"error": ...}`` line stays an error."""
+    ``end`` as in ``weft tap``'s lines; ``{"error": ...}`` and ``{"warning": ...}`` (a note about
+    one proxy) lines stay as they are."""
     if "error" in event:
         return {"error": str(event["error"])}
+    if "warning" in event:
+        return {"warning": str(event["warning"])}
     http = _obj(event.get("http"))
     direction = str(event.get("proxyDirection") or "UNKNOWN").lower()
     out: Obj = {

@@ -3,7 +3,7 @@
 
 import { type Certificate, type Check, type Component, type ControlPlane, getJson, type NamespaceProxies } from "../api";
 import { h, replace } from "../dom";
-import { formatDate, formatExpiry } from "../format";
+import { count, formatDate, formatExpiry, formatUptime } from "../format";
 import type { Page } from "../page";
 import { link, section, sectionErrors, table } from "../ui";
 
@@ -25,7 +25,7 @@ export function controlPlanePage(content: HTMLElement): Page {
         h(
           "p",
           { class: "summary" },
-          `${data.components.length} components in namespace ${data.namespace} · ${meshed} meshed pods in ${data.proxies.filter((p) => p.meshed).length} namespaces`,
+          `${count(data.components.length, "component")} in namespace ${data.namespace} · ${count(meshed, "meshed pod")} in ${count(data.proxies.filter((p) => p.meshed).length, "namespace")}`,
         ),
         warnings.map((c) =>
           h("div", { class: "warning", role: "alert" }, `The ${c.kind} ${c.subject} expires ${formatExpiry(c.secondsLeft)} (${formatDate(c.expires)}): rotate it before then.`),
@@ -38,7 +38,7 @@ export function controlPlanePage(content: HTMLElement): Page {
               { title: "Health", cell: (c) => healthBadge(c.healthy) },
               { title: "Pods", cell: (c) => c.pods.map((p) => h("div", {}, p.name)) },
               { title: "Status", cell: (c) => c.pods.map((p) => h("div", {}, p.status)) },
-              { title: "Uptime", cell: (c) => c.pods.map((p) => h("div", {}, p.uptime || "-")) },
+              { title: "Uptime", cell: (c) => c.pods.map((p) => h("div", {}, formatUptime(p.uptime))) },
               {
                 title: "Scraped by Prometheus",
                 cell: (c) => c.pods.map((p) => h("div", {}, p.scraped === null ? "-" : p.scraped ? "yes" : "no")),

@@ -2,6 +2,7 @@
 
 import { getJson, type Overview, type StatRow } from "../api";
 import { h, replace } from "../dom";
+import { count } from "../format";
 import type { Page } from "../page";
 import { STAT_WINDOWS, type View, viewUrl } from "../route";
 import { type Column, link, section, statColumns, table, windowPicker } from "../ui";
@@ -24,7 +25,7 @@ export function overviewPage(view: Extract<View, { page: "overview" }>, content:
         h(
           "p",
           { class: "summary" },
-          `${data.namespaces.length} namespaces · ${meshed} of ${running} running pods meshed`,
+          `${count(data.namespaces.length, "namespace")} · ${meshed} of ${count(running, "running pod")} meshed`,
         ),
         section(
           "Namespaces",

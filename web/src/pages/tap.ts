@@ -43,6 +43,7 @@ export function tapPage(view: Extract<View, { page: "tap" }>, content: HTMLEleme
   const stop = h("button", { type: "button", disabled: true }, "Stop");
   const status = h("span", { class: "muted", "data-testid": "tap-status" }, "Not running.");
   const events = h("div", {});
+  const warnings = h("div", {});
   const tracker = new TapTracker(500);
   const expanded = new Set<string>();
   let handle: TapHandle | null = null;
@@ -95,6 +96,7 @@ export function tapPage(view: Extract<View, { page: "tap" }>, content: HTMLEleme
     count = 0;
     running(true);
     replace(status, "Connecting…");
+    replace(warnings);
     const body: Record<string, unknown> = { ...query, maxRps: Number(query.maxRps || "100") };
     handle = openTap(body, {
       onStart: () => replace(status, "Tapping: waiting for requests…"),
@@ -109,6 +111,9 @@ export function tapPage(view: Extract<View, { page: "tap" }>, content: HTMLEleme
       onError(message) {
         replace(status, h("span", { class: "error-text", role: "alert" }, message));
       },
+      onWarning(message) {
+        replace(warnings, h("p", { class: "warning" }, message));
+      },
       onEnd() {
         handle = null;
         running(false);
@@ -119,7 +124,7 @@ export function tapPage(view: Extract<View, { page: "tap" }>, content: HTMLEleme
     });
   });
   stop.addEventListener("click", () => handle?.stop());
-  replace(content, namespaces, section("Query", form), section("Requests", events));
+  replace(content, namespaces, section("Query", form), warnings, section("Requests", events));
   draw();
 
   return {

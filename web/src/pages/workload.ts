@@ -9,6 +9,7 @@ import {
   formatMeshed,
   formatRps,
   formatSuccessRate,
+  formatUptime,
   health,
   resourceName,
   shortType,
@@ -111,7 +112,7 @@ function podColumns(window: string) {
     { title: "Meshed", cell: (p: Pod) => (p.meshed ? (p.proxyReady ? "yes" : "proxy not ready") : "no") },
     { title: "Proxy", cell: (p: Pod) => p.proxyVersion || "-" },
     { title: "IP", cell: (p: Pod) => p.ip },
-    { title: "Uptime", cell: (p: Pod) => p.uptime },
+    { title: "Uptime", cell: (p: Pod) => formatUptime(p.uptime) },
     { title: "Success rate", cell: (p: Pod) => successCell(p.stats?.successRate), numeric: true },
     { title: "RPS", cell: (p: Pod) => formatRps(p.stats?.rps), numeric: true },
     { title: "P99", cell: (p: Pod) => formatLatency(p.stats?.p99), numeric: true },
@@ -236,9 +237,9 @@ export function workloadPage(view: WorkloadView, content: HTMLElement): Page {
         section("Routes", table(ROUTE_COLUMNS, data.routes, "No routes: this workload's services have no ServiceProfile or no traffic yet.", { "data-testid": "routes" })),
         section("Inbound", table(statColumns(view.window), data.upstreams, "No meshed callers in this window.", { "data-testid": "inbound" })),
         view.type === "service" ? null : section("Outbound", table(statColumns(view.window), data.downstreams, "No calls out in this window.", { "data-testid": "outbound" })),
-        view.type === "service" ? null : section("Pods", table(podColumns(view.window), data.pods, "No pods.", { "data-testid": "pods" })),
+        section("Pods", table(podColumns(view.window), data.pods, "No pods.", { "data-testid": "pods" })),
         section("TCP", table(tcpColumns(), tcpRows, "No TCP connections.")),
-        section("Edges", table(EDGE_COLUMNS, data.edges, "No edges.", { "data-testid": "workload-edges" })),
+        view.type === "service" ? null : section("Edges", table(EDGE_COLUMNS, data.edges, "No edges.", { "data-testid": "workload-edges" })),
       );
     },
     dispose() {
