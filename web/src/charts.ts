@@ -82,7 +82,18 @@ export class Charts {
           height: 200,
           scales: { x: { time: true }, y: spec.range ? { range: spec.range } : {} },
           axes: [{}, { values: (_u, ticks) => ticks.map(spec.unit), size: 64 }],
-          series: [{}, ...lines.map((l) => ({ label: l.label, stroke: l.stroke, width: 2, spanGaps: false, value: (_u: uPlot, v: number | null) => (v === null ? "-" : spec.unit(v)) }))],
+          // A missed scrape is bridged; every measured point is marked, so a young series shows.
+          series: [
+            {},
+            ...lines.map((l) => ({
+              label: l.label,
+              stroke: l.stroke,
+              width: 2,
+              spanGaps: true,
+              points: { show: true, size: 4, fill: l.stroke },
+              value: (_u: uPlot, v: number | null) => (v === null ? "-" : spec.unit(v)),
+            })),
+          ],
           legend: { live: true },
         };
         this.plots[i] = new uPlot(options, data, box);

@@ -1,7 +1,7 @@
 // Workload (deployment, job, pod, service): golden metrics, the octopus of callers and callees,
 // charts from Prometheus, routes, live calls from tap, inbound/outbound, pods, TCP and edges.
 
-import { type Edge, getJson, type Pod, type RouteRow, type Series, type StatRow, type WorkloadPage } from "../api";
+import { ApiError, type Edge, getJson, type Pod, type RouteRow, type Series, type StatRow, type WorkloadPage } from "../api";
 import type { Charts } from "../charts";
 import { type Child, h, replace } from "../dom";
 import {
@@ -14,6 +14,7 @@ import {
   resourceName,
   shortType,
 } from "../format";
+import { navigate } from "../nav";
 import type { Page } from "../page";
 import { CHART_WINDOWS, STAT_WINDOWS, type View, viewUrl } from "../route";
 import { type TapHandle, openTap } from "../tapsocket";
@@ -33,6 +34,7 @@ import {
 
 type WorkloadView = Extract<View, { page: "workload" }>;
 const OCTOPUS_MAX = 6;
+const LIVE_ROWS = 20;
 
 function card(row: StatRow | null, label: Child, window: string, centre = false): HTMLElement {
   const rate = row?.successRate ?? null;
@@ -143,6 +145,7 @@ export function workloadPage(view: WorkloadView, content: HTMLElement): Page {
   const rest = h("div", {});
   let charts: Charts | null = null;
   let disposed = false;
+  let gone = false;
   let tap: TapHandle | null = null;
   const tracker = new TapTracker(200);
   let top = new TopTable();
@@ -153,7 +156,7 @@ export function workloadPage(view: WorkloadView, content: HTMLElement): Page {
     drawPending = true;
     window.setTimeout(() => {
       drawPending = false;
-      if (!disposed) replace(live, topTable(top.rows()));
+      if (!disposed) replace(live, topTable(top.rows().slice(0, LIVE_ROWS)));
     }, 250);
   };
 
@@ -227,7 +230,22 @@ export function workloadPage(view: WorkloadView, content: HTMLElement): Page {
     autoRefresh: true,
     async refresh(signal) {
       const base = `/api/namespaces/${encodeURIComponent(view.namespace)}/${view.type}/${encodeURIComponent(view.name)}`;
-      const [data] = await Promise.all([getJson<WorkloadPage>(`${base}?window=${view.window}`, signal), loadSeries(signal)]);
+      let data: WorkloadPage;
+      try {
+        [data] = await Promise.all([getJson<WorkloadPage>(`${base}?window=${view.window}`, signal), loadSeries(signal)]);
+      } catch (err) {
+        if (err instanceof ApiError && err.status === 404 && !gone) {
+          // Nothing to show for what does not exist: only the shell's error stays.
+          gone = true;
+          tap?.stop();
+          replace(content);
+        }
+        throw err;
+      }
+      if (gone) {
+        navigate(location.pathname + location.search); // it exists now: build the page anew
+        return;
+      }
       replace(errors, sectionErrors(data.errors));
       replace(head, h("p", { class: "summary" }, `${target} in namespace `, link(viewUrl({ page: "namespace", namespace: view.namespace, window: view.window }), view.namespace)), summary(data.stats, view.type));
       replace(octo, section("Traffic", octopus(data, view)));
