@@ -65,21 +65,9 @@ async def namespace(backends: Backends, name: str, window: q.Window) -> Obj:
             for kind in NAMESPACE_TABLES
         )
     )
-    edges_call = asyncio.gather(*(_edges(backends, name, kind) for kind in GRAPH_TYPES))
-    tables_result, edges_result = await asyncio.gather(
-        tables_call, sections.get("edges", edges_call, []), return_exceptions=False
-    )
-    tables = dict(zip(NAMESPACE_TABLES, tables_result, strict=True))
-    found = [e for group in edges_result for e in group]
-    workloads = [row for kind in GRAPH_TYPES for row in tables[kind]]
-    # Who each workload with outgoing edges calls, and how that traffic fares.
-    sources = {shape.node_id(e["src"]): e["src"] for e in found if e["src"]["namespace"] == name}
-    sources.update(
-        {shape.node_id(r): r for r in workloads if r["requests"] and r["type"] in GRAPH_TYPES}
-    )
-    dst_types = sorted({e["dst"]["type"] for e in found} | {rs.DEPLOYMENT})
 
-    async def outbound(src: Obj) -> list[Obj]:
+    async def outbound(src: Obj, dst_types: list[str]) -> list[Obj]:
+        """The traffic ``src`` sends, by destination (one StatSummary per destination kind)."""
         source = rs.Resource(src["type"], src["name"], src["namespace"])
         groups = await asyncio.gather(
             *(
@@ -91,16 +79,37 @@ async def namespace(backends: Backends, name: str, window: q.Window) -> Obj:
         )
         return [row for group in groups for row in group]
 
-    keys = sorted(sources)
-    results = await asyncio.gather(
-        *(sections.get(f"traffic from {key}", outbound(sources[key]), []) for key in keys)
-    )
-    graph = shape.graph(name, workloads, found, dict(zip(keys, results, strict=True)))
+    async def topology() -> tuple[list[Obj], dict[str, list[Obj]]]:
+        """The namespace's edges, then, for each workload that has any, what it sends."""
+        groups = await sections.get(
+            "edges", asyncio.gather(*(_edges(backends, name, kind) for kind in GRAPH_TYPES)), []
+        )
+        found = [e for group in groups for e in group]
+        sources: dict[str, tuple[Obj, set[str]]] = {}
+        for e in found:
+            if e["src"]["namespace"] == name:
+                sources.setdefault(shape.node_id(e["src"]), (e["src"], set()))[1].add(
+                    e["dst"]["type"]
+                )
+        keys = sorted(sources)
+        results = await asyncio.gather(
+            *(
+                sections.get(
+                    f"traffic from {key}", outbound(sources[key][0], sorted(sources[key][1])), []
+                )
+                for key in keys
+            )
+        )
+        return found, dict(zip(keys, results, strict=True))
+
+    tables_result, (found, sent) = await asyncio.gather(tables_call, topology())
+    tables = dict(zip(NAMESPACE_TABLES, tables_result, strict=True))
+    workloads = [row for kind in GRAPH_TYPES for row in tables[kind]]
     return {
         "namespace": name,
         "window": window.text,
         "tables": tables,
-        "graph": graph,
+        "graph": shape.graph(name, workloads, found, sent),
         "errors": sections.errors,
     }
 
