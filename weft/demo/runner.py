@@ -51,7 +51,7 @@ from weft.demo.ui import Ui
 from weft.inject.annotations import annotate_inject
 from weft.local import control_plane, lifecycle
 from weft.local import port_forward as pf
-from weft.local.api_client import ApiClient
+from weft.local.api_client import ApiClient, ApiError
 from weft.local.cluster_config import (
     DEFAULT_NAME,
     DEFAULT_POD_CIDR,
@@ -384,7 +384,12 @@ class Demo:
 
     async def _dashboard(self, client: ApiClient) -> tuple[socket.socket, str, int] | None:
         """A host port for the dashboard (weft-web) when the control plane runs one."""
-        services = await client.list("Service", control_plane.NAMESPACE, web_manifest.NAME)
+        try:
+            services = await client.list("Service", control_plane.NAMESPACE, web_manifest.NAME)
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
         if not services:
             return None
         ip, port = pf.resolve_target(services[0], "Service", str(web_manifest.PORT))
