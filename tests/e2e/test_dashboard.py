@@ -236,8 +236,14 @@ def test_namespace_graph_shows_the_mtls_edges(mesh: Mesh, browser: Browser) -> N
         assert edges[pair][3].endswith("rps")
     deployments = [row[0] for row in cells(browser, "[data-testid=table-deployment]")]
     assert sorted(deployments) == sorted(WORKLOADS)
-    browser.page.wait_for_timeout(500)  # let the dagre layout's fit settle for the picture
+    graph = browser.page.wait_for_selector("[data-testid=topology][data-positions]")
     browser.shot("namespace")
+    assert browser.errors == []
+    # Clicking a workload in the graph opens its page.
+    x, y = json.loads(graph.get_attribute("data-positions"))["voting"]
+    graph.click(position={"x": x, "y": y})
+    browser.page.wait_for_url(f"{mesh.url}/namespaces/{NS}/deployments/voting")
+    browser.page.wait_for_selector("h1 >> text=Deployment voting")
     assert browser.errors == []
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import click
 import pytest
 
-from weft.cli.dashboard import browser_command, parse_wait, ready_addresses
+from tests.mesh import wait_for
+from weft.cli.dashboard import browser_command, open_browser, parse_wait, ready_addresses
 from weft.resources.checks import check_apply
 from weft.resources.load import parse_manifest_text
 from weft.web import manifest
@@ -24,6 +27,24 @@ def test_the_browser_comes_from_browser_or_a_display() -> None:
     ]
     assert browser_command(URL, {}) is None
     assert browser_command(URL, {"BROWSER": " "}) is None
+
+
+def test_the_browser_is_started_detached_with_the_url(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened = tmp_path / "opened"
+    script = (
+        f"{sys.executable} -c 'import sys; open(sys.argv[1], \"w\").write(sys.argv[2])' {opened}"
+    )
+    monkeypatch.setenv("BROWSER", script)
+    assert open_browser(URL) == "Opening the dashboard in the default browser"
+    assert wait_for(lambda: opened.exists() and opened.read_text(), 10, what="the browser") == URL
+    monkeypatch.setenv("BROWSER", str(tmp_path / "no-such-browser"))
+    assert open_browser(URL).startswith("could not start")
+    monkeypatch.delenv("BROWSER")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert open_browser(URL).startswith("no browser available here")
 
 
 def test_ready_addresses_count_ready_endpoints_only() -> None:

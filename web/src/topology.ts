@@ -77,6 +77,15 @@ export class Topology {
       const data = event.target.data() as { type: string; name: string; namespace: string };
       open(data);
     });
+    // Where each workload is drawn (page pixels in the container), for people's tools and tests.
+    this.cy.on("layoutstop viewport", () => {
+      const positions: Record<string, [number, number]> = {};
+      this.cy.nodes().forEach((n) => {
+        const p = n.renderedPosition();
+        positions[String(n.data("name"))] = [Math.round(p.x), Math.round(p.y)];
+      });
+      container.dataset.positions = JSON.stringify(positions);
+    });
     this.cy.on("mouseover", "node", () => (container.style.cursor = "pointer"));
     this.cy.on("mouseout", "node", () => (container.style.cursor = ""));
   }
