@@ -480,6 +480,27 @@ def test_tap_filters_by_method_and_destination(cluster: LocalCluster) -> None:
     assert not request_events(events, "/post-elsewhere")
 
 
+def test_max_rps_bounds_what_a_tap_reports(cluster: LocalCluster, tmp_path: Path) -> None:
+    load = Load(
+        cluster, f"http://server.{NS}/ok", tmp_path / "stop", "--rate", "40", "--threads", "2"
+    )
+    tap = Tap(cluster, "deploy/server", "-n", NS, "--path", "/ok", "--max-rps", "2")
+    try:
+
+        def reported() -> int:
+            return sum(1 for e in tap.seen() if "requestInitEvent" in e)
+
+        wait_for(lambda: reported() >= 2, 30, what="the tap to report under load")
+        first, start = reported(), time.monotonic()
+        wait_for(lambda: reported() >= first + 10, 30, what="ten more requests reported")
+        elapsed = time.monotonic() - start
+    finally:
+        tap.stop()
+        load.stop()
+    # At 40 requests/s ten requests take a quarter of a second; at 2/s they take four or more.
+    assert elapsed >= 4.0, elapsed
+
+
 def test_a_tap_from_another_identity_is_refused_by_the_proxy(cluster: LocalCluster) -> None:
     cfg = ClusterConfig.load(cluster.state_dir)
     server = pod_of(cluster, "server")
