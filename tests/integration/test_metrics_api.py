@@ -21,6 +21,7 @@ import http.client
 import json
 import math
 import socket
+import subprocess
 import threading
 import time
 import urllib.error
@@ -46,6 +47,9 @@ from weft.controller.metrics_api.prometheus import PrometheusClient
 from weft.controller.metrics_api.server import serve_metrics_api
 from weft.controller.prometheus.config import PrometheusSettings
 from weft.controller.prometheus.server import serve_targets
+from weft.local.api_server import ApiServer
+from weft.local.cluster_config import ClusterConfig
+from weft.local.store import ObjectStore
 from weft.platform import PlatformError, TokenReview, WatchEvent
 
 pytestmark = pytest.mark.skipif(prometheus_missing() is not None, reason=str(prometheus_missing()))
@@ -738,6 +742,75 @@ def test_self_check_and_lists(setup: Setup) -> None:
     ]
     status, answer = call(setup.api, "ListServices", {"namespace": NS})
     assert answer == {"services": [{"name": "api-svc", "namespace": NS}]}
+
+
+def test_the_documented_curl_through_the_agents_service_proxy(setup: Setup, tmp_path: Path) -> None:
+    # The node agent's real API server, whose store holds the metrics API's Service and an
+    # endpoint at the API's loopback port; curl as docs/metrics-api.md shows it.
+    port = int(setup.api.rsplit(":", 1)[1])
+    objects = (
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "weft-metrics-api", "namespace": "weft"},
+            "spec": {"ports": [{"name": "http", "port": 8085, "targetPort": 8085}]},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Endpoints",
+            "metadata": {"name": "weft-metrics-api", "namespace": "weft"},
+            "subsets": [
+                {"addresses": [{"ip": "127.0.0.1"}], "ports": [{"name": "http", "port": port}]}
+            ],
+        },
+    )
+    sock = tmp_path / "api.sock"
+
+    async def start() -> ApiServer:
+        store = ObjectStore()
+        for obj in objects:
+            store.put(obj)
+        server = ApiServer(ClusterConfig(state_dir=str(tmp_path)), store, b"k" * 32)
+        await server.start(sock)
+        return server
+
+    server = setup.loop.run(start())
+    base = "http://agent/api/v1/namespaces/weft/services/weft-metrics-api:8085/proxy/api/v1"
+    body = json.dumps(
+        {
+            "selector": {"resource": {"namespace": NS, "type": "deployment"}},
+            "timeWindow": "1m",
+            "tcpStats": True,
+        }
+    )
+    try:
+        done = subprocess.run(
+            [
+                "curl",
+                "-sS",
+                "--unix-socket",
+                str(sock),
+                "-XPOST",
+                "-d",
+                body,
+                f"{base}/StatSummary",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == 0, done.stderr
+        rows = json.loads(done.stdout)["ok"]["statTables"][0]["podGroup"]["rows"]
+        assert [r["resource"]["name"] for r in rows] == ["api", "idle", "vote-bot", "web"]
+        done = subprocess.run(
+            ["curl", "-sS", "--unix-socket", str(sock), f"{base}/SelfCheck"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert [r["status"] for r in json.loads(done.stdout)["results"]] == ["OK", "OK"]
+    finally:
+        setup.loop.run(server.close())
 
 
 def test_prometheus_stopped_is_a_503_naming_it(setup: Setup, tmp_path: Path) -> None:
