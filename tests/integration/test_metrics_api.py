@@ -43,7 +43,7 @@ from tests.prometheus import PrometheusProcess, prometheus_missing
 from weft.controller.destination.addresses import MeshSettings
 from weft.controller.destination.service import DestinationService
 from weft.controller.metrics_api.api import MetricsApi
-from weft.controller.metrics_api.prometheus import PrometheusClient
+from weft.controller.metrics_api.prometheus import PrometheusClient, PrometheusError
 from weft.controller.metrics_api.server import serve_metrics_api
 from weft.controller.prometheus.config import PrometheusSettings
 from weft.controller.prometheus.server import serve_targets
@@ -825,7 +825,7 @@ def test_prometheus_stopped_is_a_503_naming_it(setup: Setup, tmp_path: Path) -> 
         status, answer = stat(base)
         assert status == 503, answer
         error = answer["error"]
-        assert error.startswith(f"prometheus at {prometheus.url}: cannot connect"), error
+        assert error == f"prometheus at {prometheus.url}: cannot connect (Connection refused)"
         assert "\n" not in error
         status, answer = call(base, "SelfCheck")
         assert [r["status"] for r in answer["results"]] == ["OK", "FAIL"]
@@ -833,6 +833,23 @@ def test_prometheus_stopped_is_a_503_naming_it(setup: Setup, tmp_path: Path) -> 
     finally:
         prometheus.stop()
         shut(setup.loop, served)
+
+
+def test_an_error_answer_from_prometheus_is_one_line_naming_it(setup: Setup) -> None:
+    client = PrometheusClient(setup.prometheus.url)
+
+    async def bad_query() -> str:
+        try:
+            await client.query("sum(response_total")
+        except PrometheusError as exc:
+            return str(exc)
+        finally:
+            await client.close()
+        return "no error"
+
+    error = setup.loop.run(bad_query())
+    assert error.startswith(f"prometheus at {setup.prometheus.url}: HTTP 400: "), error
+    assert "\n" not in error
 
 
 def test_nan_latencies_without_recent_traffic_are_null(setup: Setup) -> None:
