@@ -172,6 +172,14 @@ class Backend(BaseHTTPRequestHandler):
         pass
 
 
+class BackendServer(ThreadingHTTPServer):
+    """The backend's server, with a listen backlog for three proxies' connections (the
+    default of 5 can drop connection attempts while the proxies open ten at once)."""
+
+    request_queue_size = 128
+    daemon_threads = True
+
+
 def send(port: int, paths: list[str], host: str = "web-svc.emojivoto:80") -> list[int]:
     """GET each path through the proxy on ``port`` (ten at a time); the status codes."""
 
@@ -384,7 +392,7 @@ def has_series(prometheus: PrometheusProcess, selector: str, count: int) -> Call
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     directory = tmp_path_factory.mktemp("metrics-api")
-    backend = ThreadingHTTPServer(("127.0.0.1", 0), Backend)
+    backend = BackendServer(("127.0.0.1", 0), Backend)
     threading.Thread(target=backend.serve_forever, daemon=True).start()
     forward = ("127.0.0.1", backend.server_port)
     web = LoopbackProxy(forward, directory)
@@ -456,7 +464,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
 def test_stat_summary_counts_the_requests_sent_through_the_proxy(setup: Setup) -> None:
     paths = ["/ok"] * 60 + ["/fail"] * 20 + ["/slow"] * 20
     statuses = send(setup.web.inbound, paths[::3] + paths[1::3] + paths[2::3])
-    assert statuses.count(200) == 80 and statuses.count(500) == 20
+    assert statuses.count(200) == 80 and statuses.count(500) == 20, statuses
 
     def scraped() -> bool:
         totals = setup.prometheus.query(
@@ -689,6 +697,25 @@ def test_every_object_has_a_row_even_without_traffic(setup: Setup) -> None:
         for row in table["podGroup"]["rows"]
     }
     assert {("pod", POD), ("namespace", NS), ("service", "api-svc")} <= names
+    # With a toResource only rows with traffic to it remain: vote-bot's, of each type.
+    to_api = {"namespace": NS, "type": "deployment", "name": "api"}
+    status, answer = call(
+        setup.api,
+        "StatSummary",
+        {"selector": {"resource": {"type": "all", "namespace": NS}}, "toResource": to_api},
+    )
+    assert status == 200, answer
+    names = {
+        (row["resource"]["type"], row["resource"]["name"])
+        for table in answer["ok"]["statTables"]
+        for row in table["podGroup"]["rows"]
+    }
+    assert names == {
+        ("namespace", NS),
+        ("deployment", "vote-bot"),
+        ("pod", CLIENT_POD),
+        ("service", "api-svc"),
+    }
 
 
 @pytest.mark.parametrize(

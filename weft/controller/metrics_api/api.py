@@ -126,6 +126,8 @@ class MetricsApi:
             plan = q.stat_plan(resource, req.to, req.source)
             return authority_table(await self._stats(plan, req, False), plan, req.window)
         if kind == r.TRAFFIC_SPLIT:
+            if req.to is not None or req.source is not None:
+                return table([])  # type all with to/from: splits have no such view
             return await self._split_table(lists, req, resource)
         plan = q.stat_plan(resource, req.to, req.source)
         listing = lists.objects(resource, req.selector)
