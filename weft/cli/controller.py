@@ -22,7 +22,8 @@ _common = [
         "platform_spec",
         default="local:/var/lib/weft/weft/api.sock",
         show_default=True,
-        help="Where the cluster lives: local:<node agent API socket>.",
+        help="Where the cluster lives: local:<node agent API socket>, kubernetes (in-cluster "
+        "service account) or kubernetes:<kubeconfig path>.",
     ),
     click.option("--control-namespace", default="weft", show_default=True),
     click.option("--trust-domain", default="cluster.local", show_default=True),
@@ -39,14 +40,23 @@ def common_options(f: Callable[..., None]) -> Callable[..., None]:
 
 
 def open_platform(spec: str) -> Platform:
-    """The platform named by ``--platform``; exits with one line if it is unknown."""
+    """The platform named by ``--platform``; exits with one line if it is unknown.
+
+    The Kubernetes platform connects on first use, inside the component's event loop.
+    """
     kind, _, arg = spec.partition(":")
     if kind == "local" and arg:
         from weft.local.platform import LocalPlatform
 
         return LocalPlatform(Path(arg))
+    if kind == "kubernetes":
+        from weft.k8s.platform import KubernetesPlatform
+
+        return KubernetesPlatform(arg or None)
     raise click.BadParameter(
-        f"{spec!r}: expected local:<path to the node agent's api.sock>", param_hint="--platform"
+        f"{spec!r}: expected local:<path to the node agent's api.sock>, kubernetes or "
+        "kubernetes:<kubeconfig path>",
+        param_hint="--platform",
     )
 
 
