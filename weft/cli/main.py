@@ -18,6 +18,7 @@ COMMANDS = {
     "demo": ("weft.cli.demo", "demo"),
     "identity": ("weft.cli.identity", "identity"),
     "inject": ("weft.cli.inject", "inject"),
+    "install": ("weft.cli.install", "install"),
     "profile": ("weft.cli.profile", "profile"),
     "proxy": ("weft.cli.proxy", "proxy"),
     "proxy-init": ("weft.cli.proxy_init", "proxy_init"),

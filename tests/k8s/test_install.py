@@ -1,0 +1,178 @@
+"""``weft install | kubectl apply``, the webhooks called by the real API server, ``weft check``
+and ``weft uninstall | kubectl delete``, in that order, against one test cluster."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.k8s.cluster import REPO, KubeCluster
+from tests.k8s.webhooks import Webhooks
+from tests.mesh import wait_for
+
+pytestmark = pytest.mark.k8s
+
+Obj = dict[str, Any]
+NS = "weft"
+
+
+def weft(
+    kube: KubeCluster, *args: str, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the ``weft`` CLI against the test cluster (``KUBECONFIG`` set)."""
+    return subprocess.run(
+        [str(REPO / ".venv" / "bin" / "weft"), *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        env=kube.env(),
+        timeout=180,
+    )
+
+
+def documents(manifest: str) -> list[Obj]:
+    import yaml
+
+    return [d for d in yaml.safe_load_all(manifest) if d]
+
+
+@pytest.fixture(scope="module")
+def webhooks(kube: KubeCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Webhooks]:
+    """The control plane installed, its webhooks serving."""
+    install = weft(kube, "install")
+    assert install.returncode == 0, install.stderr
+    objects = documents(install.stdout)
+    cluster_scoped = [o for o in objects if "namespace" not in o["metadata"]]
+    # Cluster-scoped objects (the namespace first) pass a server-side dry run on a clean cluster.
+    kube.kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps(
+        {"apiVersion": "v1", "kind": "List", "items": cluster_scoped}))  # fmt: skip
+    kube.kubectl("apply", "-f", "-", input=install.stdout)
+    hooks = Webhooks(kube, tmp_path_factory.mktemp("webhooks"))
+    try:
+        hooks.start("proxy-injector")
+        hooks.start("sp-validator")
+        yield hooks
+    finally:
+        hooks.stop()
+
+
+def test_install_applies_and_every_object_passes_a_server_dry_run(
+    kube: KubeCluster, webhooks: Webhooks
+) -> None:
+    manifest = weft(kube, "install").stdout
+    done = kube.kubectl("apply", "--dry-run=server", "-f", "-", input=manifest)
+    kinds = {line.split("/")[0] for line in done.stdout.splitlines()}
+    assert {
+        "namespace",
+        "deployment.apps",
+        "mutatingwebhookconfiguration.admissionregistration.k8s.io",
+    } <= kinds
+    deployments = kube.kubectl_json("get", "deployments", "-n", NS)["items"]
+    assert sorted(d["metadata"]["name"] for d in deployments) == [
+        "weft-destination",
+        "weft-identity",
+        "weft-proxy-injector",
+        "weft-sp-validator",
+    ]
+    json_output = weft(kube, "install", "-o", "json")
+    assert json.loads(json_output.stdout)["kind"] == "List"
+
+
+def injected_pod(kube: KubeCluster, ns: str, selector: str) -> Obj:
+    def found() -> Obj | None:
+        items = kube.kubectl_json("get", "pods", "-n", ns, "-l", selector)["items"]
+        return items[0] if items else None
+
+    pod = wait_for(found, 30, what=f"a pod {selector} in {ns}", interval=0.2)
+    assert pod is not None
+    return pod
+
+
+def containers(pod: Obj) -> list[str]:
+    spec = pod["spec"]
+    return [c["name"] for c in [*spec.get("initContainers", []), *spec["containers"]]]
+
+
+def test_pods_in_an_annotated_namespace_are_stored_injected(
+    kube: KubeCluster, webhooks: Webhooks
+) -> None:
+    ns = "meshed"
+    kube.apply(
+        [
+            {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": ns, "annotations": {"linkerd.io/inject": "enabled"}},
+            },
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": "web", "namespace": ns},
+                "spec": {
+                    "replicas": 1,
+                    "selector": {"matchLabels": {"app": "web"}},
+                    "template": {
+                        "metadata": {"labels": {"app": "web"}},
+                        "spec": {"containers": [{"name": "web", "image": "weft:0.1.0"}]},
+                    },
+                },
+            },
+        ]
+    )
+    pod = injected_pod(kube, ns, "app=web")
+    assert containers(pod) == ["linkerd-init", "linkerd-proxy", "web"], webhooks.log(
+        "proxy-injector"
+    )
+    labels = pod["metadata"]["labels"]
+    assert labels["linkerd.io/proxy-deployment"] == "web"
+    assert labels["linkerd.io/control-plane-ns"] == NS
+    env = {e["name"]: e.get("value") for e in pod["spec"]["initContainers"][1]["env"]}
+    assert (
+        env["LINKERD2_PROXY_IDENTITY_TOKEN_FILE"]
+        == "/var/run/secrets/tokens/linkerd-identity-token"
+    )
+    assert (
+        env["LINKERD2_PROXY_DESTINATION_SVC_ADDR"] == "weft-destination.weft.svc.cluster.local:8086"
+    )
+    assert "BEGIN CERTIFICATE" in env["LINKERD2_PROXY_IDENTITY_TRUST_ANCHORS"]
+
+    # A bare pod is injected too; one that opts out is not.
+    kube.kubectl("run", "bare", "-n", ns, "--image=weft:0.1.0", "--labels=app=bare")
+    assert "linkerd-proxy" in containers(injected_pod(kube, ns, "app=bare"))
+    kube.kubectl(
+        "run", "optout", "-n", ns, "--image=weft:0.1.0", "--labels=app=optout",
+        "--annotations=linkerd.io/inject=disabled",
+    )  # fmt: skip
+    assert containers(injected_pod(kube, ns, "app=optout")) == ["optout"]
+
+
+def profile(timeout: str) -> Obj:
+    return {
+        "apiVersion": "linkerd.io/v1alpha2",
+        "kind": "ServiceProfile",
+        "metadata": {"name": "web.meshed.svc.cluster.local", "namespace": "meshed"},
+        "spec": {
+            "routes": [
+                {
+                    "name": "home",
+                    "condition": {"method": "GET", "pathRegex": "/"},
+                    "timeout": timeout,
+                }
+            ]
+        },
+    }
+
+
+def test_an_invalid_service_profile_is_refused_with_the_validators_message(
+    kube: KubeCluster, webhooks: Webhooks
+) -> None:
+    refused = kube.kubectl("apply", "-f", "-", input=json.dumps(profile("soon")), check=False)
+    assert refused.returncode != 0
+    assert 'admission webhook "weft-sp-validator.weft.io" denied the request' in refused.stderr
+    assert 'spec.routes[0].timeout: invalid duration "soon"' in refused.stderr
+    kube.kubectl("apply", "-f", "-", input=json.dumps(profile("300ms")))
