@@ -201,6 +201,7 @@ class KubeCluster:
         self.pki = Pki(directory / "pki")
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.kubeconfig = directory / "admin.kubeconfig"
+        self.pod_ips = 0
 
     # -- lifecycle --
 
@@ -442,7 +443,15 @@ class KubeCluster:
 
     def add_node(self) -> None:
         """A schedulable Node (no kubelet behind it) so the scheduler binds pods."""
-        self.apply({"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE_NAME}})
+        # The labels a kubelet gives its Node.
+        labels = {
+            "kubernetes.io/os": "linux",
+            "kubernetes.io/arch": "amd64",
+            "kubernetes.io/hostname": NODE_NAME,
+        }
+        self.apply(
+            {"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE_NAME, "labels": labels}}
+        )
         self.kubectl("patch", "node", NODE_NAME, "--type=merge", "-p", '{"spec":{"taints":null}}')
         capacity = {"cpu": "16", "memory": "64Gi", "pods": "110"}
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -471,11 +480,45 @@ class KubeCluster:
             json.dumps(status),
         )
 
+    def finish_deletions(self, namespace: str) -> None:
+        """Play the kubelet: confirm the deletion of the namespace's terminating pods."""
+        pods = self.kubectl_json("get", "pods", "-n", namespace)["items"]
+        for pod in pods:
+            if pod["metadata"].get("deletionTimestamp"):
+                self.kubectl(
+                    "delete", "pod", pod["metadata"]["name"], "-n", namespace,
+                    "--grace-period=0", "--force", "--wait=false", check=False,
+                )  # fmt: skip
+
+    def mark_ready(self, namespace: str) -> list[str]:
+        """Mark every live, not yet running pod of ``namespace`` ready with a fresh address
+        (from the documentation ranges 198.51.100.0/24 and 203.0.113.0/24: never dialled);
+        their names."""
+        pods = self.kubectl_json("get", "pods", "-n", namespace)["items"]
+        marked = []
+        for pod in pods:
+            meta, status = pod["metadata"], pod.get("status") or {}
+            if meta.get("deletionTimestamp") or status.get("phase") == "Running":
+                continue
+            if not pod["spec"].get("nodeName"):
+                continue
+            self.pod_ips += 1
+            n = self.pod_ips
+            ip = f"198.51.100.{n}" if n < 255 else f"203.0.113.{n - 254}"
+            self.mark_pod(namespace, meta["name"], ip)
+            marked.append(meta["name"])
+        return marked
+
     def mark_pod(self, namespace: str, name: str, ip: str, ready: bool = True) -> None:
         """Play the kubelet: the pod runs with ``ip`` and its Ready condition is ``ready``."""
         pod = self.kubectl_json("get", "pod", name, "-n", namespace)
         spec = pod["spec"]
         names = [c["name"] for c in spec.get("containers", [])]
+        # Native sidecars (restartPolicy Always) run and are ready; other init containers ended.
+        sidecars = [
+            c["name"] for c in spec.get("initContainers", []) if c.get("restartPolicy") == "Always"
+        ]
+        inits = [c["name"] for c in spec.get("initContainers", [])]
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         flag = "True" if ready else "False"
         status = {
@@ -500,6 +543,22 @@ class KubeCluster:
                         "state": {"running": {"startedAt": now}},
                     }
                     for n in names
+                ],
+                "initContainerStatuses": [
+                    {
+                        "name": n,
+                        "ready": ready if n in sidecars else True,
+                        "restartCount": 0,
+                        "image": "weft",
+                        "imageID": "",
+                        "started": n in sidecars,
+                        "state": (
+                            {"running": {"startedAt": now}}
+                            if n in sidecars
+                            else {"terminated": {"exitCode": 0, "reason": "Completed"}}
+                        ),
+                    }
+                    for n in inits
                 ],
             }
         }

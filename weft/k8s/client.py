@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +152,24 @@ class KubeClient:
         """GET ``path``."""
         return await self.request("GET", path, query=query)
 
+    async def version(self) -> tuple[Obj, datetime | None]:
+        """``GET /version``, and the server's clock from its ``Date`` header (None if absent)."""
+        response = await self._send("GET", "/version", None, None, "application/json", 10.0)
+        try:
+            data = await response.read()
+            stamp = response.headers.get("Date")
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise KubeError(0, f"GET /version: {exc}") from None
+        finally:
+            response.release()
+        if response.status != 200:
+            raise _error(response.status, data, "GET /version")
+        try:
+            when = parsedate_to_datetime(stamp) if stamp else None
+        except (TypeError, ValueError):
+            when = None
+        return dict(json.loads(data)), when
+
     @contextlib.asynccontextmanager
     async def stream(
         self, path: str, query: Query, read_timeout: float
@@ -163,11 +183,3 @@ class KubeClient:
             yield response
         finally:
             response.close()
-
-
-def object_path(obj: Mapping[str, Any]) -> tuple[str, str]:
-    """(kind, ``namespace/name`` or ``name``) of an object, for messages."""
-    meta = obj.get("metadata") or {}
-    name = str(meta.get("name", ""))
-    namespace = meta.get("namespace")
-    return str(obj.get("kind", "")), f"{namespace}/{name}" if namespace else name

@@ -230,10 +230,34 @@ def _service(comp: c.Component, values: InstallValues) -> Obj:
     }
 
 
+def rbac_name(values: InstallValues, comp: c.Component) -> str:
+    """The ClusterRole and ClusterRoleBinding of a component."""
+    return f"weft-{values.namespace}-{comp.name}"
+
+
+def expected_names(values: InstallValues) -> dict[str, set[str]]:
+    """The names of the objects :func:`render` makes, by kind (what ``weft check`` expects)."""
+    bound = {rbac_name(values, comp) for comp in c.COMPONENTS if comp.rules}
+    hooks = {comp.webhook: comp for comp in c.COMPONENTS if comp.webhook}
+    return {
+        "Namespace": {values.namespace},
+        "ClusterRole": bound,
+        "ClusterRoleBinding": bound,
+        "ServiceAccount": {comp.resource_name for comp in c.COMPONENTS},
+        "CustomResourceDefinition": {
+            "serviceprofiles.linkerd.io",
+            "trafficsplits.split.smi-spec.io",
+        },
+        "MutatingWebhookConfiguration": {INJECTOR_WEBHOOK} if "mutating" in hooks else set(),
+        "ValidatingWebhookConfiguration": {VALIDATOR_WEBHOOK} if "validating" in hooks else set(),
+        "Deployment": {comp.resource_name for comp in c.COMPONENTS},
+    }
+
+
 def _rbac(comp: c.Component, values: InstallValues) -> list[Obj]:
     if not comp.rules:
         return []
-    name = f"weft-{values.namespace}-{comp.name}"
+    name = rbac_name(values, comp)
     role = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "ClusterRole",
