@@ -22,6 +22,7 @@ COMMANDS = {
     "profile": ("weft.cli.profile", "profile"),
     "proxy": ("weft.cli.proxy", "proxy"),
     "proxy-init": ("weft.cli.proxy_init", "proxy_init"),
+    "uninject": ("weft.cli.uninject", "uninject"),
     "uninstall": ("weft.cli.uninstall", "uninstall"),
     "upgrade": ("weft.cli.upgrade", "upgrade"),
 }
