@@ -9,7 +9,7 @@ Obj = dict[str, Any]
 
 # How many levels of nested all/any/not the schema spells out; deeper levels are kept as
 # objects and checked by the sp-validator (structural schemas cannot be recursive).
-MATCH_DEPTH = 4
+MATCH_DEPTH = 2
 _LOOSE: Obj = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
 
 
