@@ -20,8 +20,6 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-import aiohttp
-
 from weft.k8s.cache import ObjectCache, resource_version
 from weft.k8s.client import KubeClient, KubeError
 from weft.k8s.kinds import ApiKind
@@ -145,8 +143,17 @@ class Informer:
         ]
         try:
             async with self.client.stream(self.kind.path(), query, seconds + READ_SLACK) as resp:
-                async for line in resp.content:
-                    self._handle(line)
+                # Split lines ourselves: one event (a big EndpointSlice) may exceed the line
+                # limit of aiohttp's readline.
+                pending = bytearray()
+                async for chunk in resp.content.iter_any():
+                    pending += chunk
+                    while (end := pending.find(b"\n")) >= 0:
+                        line = bytes(pending[:end])
+                        del pending[: end + 1]
+                        self._handle(line)
+                if pending.strip():
+                    self._handle(bytes(pending))
         except KubeError as exc:
             if exc.status == 410:
                 raise Expired(str(exc)) from None
@@ -195,7 +202,7 @@ class Informer:
                 # Expired right after a fresh list: do not spin.
                 attempt += 1
                 delay = backoff_delay(attempt)
-            except (KubeError, aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+            except Exception as exc:  # anything but cancellation: keep the informer alive
                 attempt += 1
                 self.reconnects += 1
                 delay = backoff_delay(attempt)
