@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
@@ -45,6 +46,10 @@ Obj = dict[str, Any]
 POLL_INTERVAL = 0.5
 SSAR = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
 SAR = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
+IDENTITY_HINT = (
+    "install trust anchors and an issuer that chain and last: weft install "
+    "--identity-trust-anchors-file ... (or rotate the weft-identity-issuer Secret)"
+)
 
 # What an install creates, as (description, API group, resource, namespaced).
 INSTALL_PERMISSIONS = (
@@ -103,6 +108,11 @@ class KubeCheckEnv:
         if self.values is None:
             raise RuntimeError("the weft-config check must run first")
         return self.values
+
+
+def _hinted(result: CheckResult, hint: str) -> CheckResult:
+    """A result shared with the local checks, with a Kubernetes hint when it failed."""
+    return dataclasses.replace(result, hint=hint) if result.status != "ok" else result
 
 
 async def _labelled(client: KubeClient, kind: str, namespace: str) -> list[str]:
@@ -267,7 +277,7 @@ async def existence(env: KubeCheckEnv) -> AsyncGenerator[CheckResult, None]:
         await asyncio.sleep(POLL_INTERVAL)
     yield ready
     yield k8s.no_unschedulable(pods)
-    yield pods_ready
+    yield _hinted(pods_ready, f"kubectl -n {env.namespace} describe pods; kubectl logs ...")
 
 
 # -- weft-identity -------------------------------------------------------------------------
@@ -288,10 +298,10 @@ async def identity(env: KubeCheckEnv) -> AsyncGenerator[CheckResult, None]:
         )
     except (KubeError, CertError, ValueError) as exc:
         for result in results.identity_results([], [], str(exc), now=datetime.now(UTC)):
-            yield result
+            yield _hinted(result, IDENTITY_HINT)
         return
     for result in results.identity_results(anchors, chain, None, now=datetime.now(UTC)):
-        yield result
+        yield _hinted(result, IDENTITY_HINT)
 
 
 # -- weft-webhooks-and-apisvc-tls ------------------------------------------------------------
@@ -385,10 +395,13 @@ async def data_plane(env: KubeCheckEnv) -> AsyncGenerator[CheckResult, None]:
         if not ready.failed or time.monotonic() >= deadline:
             break
         await asyncio.sleep(POLL_INTERVAL)
-    yield ready
+    yield _hinted(ready, "kubectl logs <pod> -n <namespace> -c linkerd-proxy")
     roots = await client.get(api_kind("ConfigMap").path(env.namespace, TRUST_ROOTS))
     yield k8s.anchors_match(pods, str((roots.get("data") or {}).get(c.TRUST_ROOTS_KEY, "")))
-    yield results.proxy_versions(pods, installed_version())
+    yield _hinted(
+        results.proxy_versions(pods, installed_version()),
+        "re-inject them with this version: kubectl rollout restart deployment -n <namespace>",
+    )
 
 
 KUBERNETES_API = Category("kubernetes-api", kubernetes_api)
