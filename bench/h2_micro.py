@@ -108,6 +108,7 @@ async def run_weft_hop(port: int, target: int) -> None:
     from weft.proxy.http2 import H2Pool, serve_http2
     from weft.proxy.metrics import ProxyMetrics
     from weft.proxy.routing import OriginalDestination
+    from weft.proxy.tap.registry import Taps
     from weft.proxy.tls import Dialer
 
     config = ProxyConfig.from_env({"LINKERD2_PROXY_IDENTITY_DISABLED": "1"})
@@ -115,6 +116,7 @@ async def run_weft_hop(port: int, target: int) -> None:
     tracker = ConnTracker()
     h1_pool, h2_pool = H1Pool(), H2Pool()
     router = OriginalDestination()
+    taps = Taps()
     tls = (("tls", "disabled"),)
 
     class Accept(asyncio.Protocol):
@@ -143,6 +145,7 @@ async def run_weft_hop(port: int, target: int) -> None:
                     tls=tls,
                     stats=metrics.tcp.stats((("direction", "inbound"), ("peer", "src"))).open(),
                     dialer=Dialer(None, outbound=False),
+                    taps=taps,
                 )
                 ctx.stats.read += len(self.buf)
                 serve_http2(self.transport, ctx, self.buf)

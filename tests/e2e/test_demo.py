@@ -40,6 +40,15 @@ def identity(sa: str) -> str:
     return f"{sa}.{NS}.serviceaccount.identity.weft.cluster.local"
 
 
+def weft(cluster: LocalCluster, *args: str) -> subprocess.CompletedProcess[str]:
+    """``weft <args>`` against the demo's cluster."""
+    argv = [sys.executable, "-m", "weft", *args, "--name", cluster.name]
+    argv += ["--state-dir", str(cluster.state_dir)]
+    return subprocess.run(
+        argv, capture_output=True, text=True, timeout=120, check=False, cwd=REPO_ROOT
+    )
+
+
 def free_port() -> int:
     """A loopback port nobody listens on now."""
     with socket.socket() as sock:
@@ -187,8 +196,13 @@ def test_unmeshed_then_crash_then_meshed_then_down(cluster: LocalCluster) -> Non
         text = "\n".join(demo.lines)
         for step in ("stopping the port-forward of an earlier demo", "was already up",
                      "control plane:", "weft check:", "pods: 4/4 pods ready, 4/4 proxies",
-                     "traffic: mTLS requests seen by web's proxy", "web page:"):  # fmt: skip
+                     "weft check --proxy:", "traffic: mTLS requests seen by web's proxy",
+                     "web page:", "live numbers:",
+                     "Live numbers (weft stat deploy -n emojivoto):"):  # fmt: skip
             assert step in text, text
+        table = text.split("Live numbers (weft stat deploy -n emojivoto):", 1)[1].splitlines()
+        assert table[1].split()[:3] == ["NAME", "MESHED", "SUCCESS"], table
+        assert {"web", "emoji", "voting", "vote-bot"} <= {line.split()[0] for line in table[2:6]}
 
         # Every pod has a ready proxy.
         pods = live_pods(cluster)
@@ -224,6 +238,23 @@ def test_unmeshed_then_crash_then_meshed_then_down(cluster: LocalCluster) -> Non
             )  # fmt: skip
 
         wait_for(doughnut_failed, timeout=90, what="a failed doughnut vote at web's proxy")
+
+        # The golden metrics, as `weft stat` reads them from Prometheus: every served workload
+        # has traffic, and web's success rate shows the doughnut.
+        def stat_rows() -> dict[str, dict[str, object]] | None:
+            proc = weft(cluster, "stat", "deploy", "-n", NS, "-o", "json")
+            if proc.returncode != 0:
+                return None
+            rows = {r["name"]: r for r in json.loads(proc.stdout)}
+            served = all((rows.get(n) or {}).get("rps") for n in ("web", "emoji", "voting"))
+            return rows if served and rows["web"]["success"] < 1.0 else None
+
+        rows = wait_for(stat_rows, timeout=90, what="web below 100 % in weft stat", interval=1)
+        assert rows is not None
+        assert {"web", "emoji", "voting", "vote-bot"} <= set(rows)
+        assert all(rows[n]["meshed"] == "1/1" for n in ("web", "emoji", "voting", "vote-bot"))
+        check = weft(cluster, "check", "--proxy")
+        assert check.returncode == 0, check.stdout + check.stderr
 
         # The page, through the demo's port-forward.
         status, page = get(f"http://127.0.0.1:{port}/")

@@ -61,3 +61,20 @@ def test_durations() -> None:
     assert parse_duration("x", "10s") == 10
     assert parse_duration("x", "1h") == 3600
     assert parse_duration("x", "250") == pytest.approx(0.25)
+
+
+def test_tap_settings() -> None:
+    cfg = ProxyConfig.from_env({"LINKERD2_PROXY_IDENTITY_DISABLED": "1"})
+    assert not cfg.tap_disabled and cfg.tap_svc_name == ""
+    name = "weft-tap.weft.serviceaccount.identity.weft.cluster.local"
+    cfg = ProxyConfig.from_env(
+        {
+            "LINKERD2_PROXY_IDENTITY_DISABLED": "1",
+            "LINKERD2_PROXY_TAP_SVC_NAME": f" {name} ",
+            "LINKERD2_PROXY_TAP_DISABLED": "true",
+        }
+    )
+    assert cfg.tap_disabled and cfg.tap_svc_name == name
+    for off in ("", "0", "false"):
+        env = {"LINKERD2_PROXY_IDENTITY_DISABLED": "1", "LINKERD2_PROXY_TAP_DISABLED": off}
+        assert not ProxyConfig.from_env(env).tap_disabled

@@ -256,7 +256,9 @@ def test_next_steps_carry_the_cluster_flags(tmp_path: Path) -> None:
     default = runner.DemoOptions(name="weft", state_dir=Path("/var/lib/weft/weft"))
     lines = runner.next_steps(default, "weft", "web-1")
     assert "emojivoto is running: open http://127.0.0.1:8080/" in lines
-    assert "  sudo weft check" in lines
+    for step in ("check --proxy", "stat deploy -n emojivoto", "top deploy/web -n emojivoto",
+                 "tap deploy/web -n emojivoto"):  # fmt: skip
+        assert f"  sudo weft {step}" in lines, lines
     other = runner.DemoOptions(name="d1", state_dir=tmp_path, port=9000)
     text = "\n".join(runner.next_steps(other, ".venv/bin/weft", "web-1"))
     assert f"sudo .venv/bin/weft demo down --name d1 --state-dir {tmp_path}" in text

@@ -43,6 +43,7 @@ from weft.proxy.http1 import H1Pool
 from weft.proxy.http2 import H2Pool, ServerConn, serve_http2
 from weft.proxy.metrics import ProxyMetrics
 from weft.proxy.routing import OriginalDestination
+from weft.proxy.tap.registry import Taps
 from weft.proxy.tls import Dialer
 
 pytestmark = pytest.mark.anyio
@@ -101,6 +102,7 @@ class Proxy:
         self.tracker = ConnTracker()
         self.h1_pool = H1Pool()
         self.h2_pool = H2Pool()
+        self.taps = Taps()
         self.server: asyncio.Server | None = None
         self.port = 0
 
@@ -121,6 +123,7 @@ class Proxy:
             tls=(("tls", "disabled"),),
             stats=self.metrics.tcp.stats(labels).open(),
             dialer=Dialer(None, outbound=False),
+            taps=self.taps,
         )
 
     async def start(self) -> int:

@@ -166,6 +166,8 @@ def test_identity_variables_are_rendered() -> None:
     assert values["LINKERD2_PROXY_IDENTITY_LOCAL_NAME"] == f"$(_pod_sa).$(_pod_ns).{suffix}"
     assert values["LINKERD2_PROXY_IDENTITY_SVC_NAME"] == f"weft-identity.$(_l5d_ns).{suffix}"
     assert values["LINKERD2_PROXY_DESTINATION_SVC_NAME"] == f"weft-destination.$(_l5d_ns).{suffix}"
+    assert values["LINKERD2_PROXY_TAP_SVC_NAME"] == f"weft-tap.$(_l5d_ns).{suffix}"
+    assert "LINKERD2_PROXY_TAP_DISABLED" not in values
     assert values["LINKERD2_PROXY_IDENTITY_DISABLED"] == "disabled"
     # Kubernetes expands $(VAR) only from variables defined earlier in the list.
     order = [e["name"] for e in env]
@@ -213,6 +215,17 @@ def test_rendered_env_is_accepted_by_the_proxy() -> None:
     assert proxy.shutdown_endpoint_enabled
     assert proxy.destination_addr == ("weft-destination.weft.svc.cluster.local", 8086)
     assert proxy.log_filter == "warn,weft=info"
+    assert proxy.tap_svc_name.startswith("weft-tap.") and not proxy.tap_disabled
+
+
+def test_disable_tap_annotation() -> None:
+    values = env_of(inject(web_template({**ENABLED, "config.linkerd.io/disable-tap": "true"})))
+    assert values["LINKERD2_PROXY_TAP_DISABLED"] == "true"
+    assert ProxyConfig.from_env(values).tap_disabled
+    values = env_of(inject(web_template({**ENABLED, "config.linkerd.io/disable-tap": "false"})))
+    assert "LINKERD2_PROXY_TAP_DISABLED" not in values
+    namespace = {**ENABLED, "config.linkerd.io/disable-tap": "true"}
+    assert env_of(inject(web_template(), namespace))["LINKERD2_PROXY_TAP_DISABLED"] == "true"
 
 
 def test_opaque_ports_only_when_annotated() -> None:
@@ -376,6 +389,7 @@ def test_ingress_mode() -> None:
         ("config.linkerd.io/proxy-await", "maybe"),
         ("config.linkerd.io/proxy-admin-shutdown", "yes"),
         ("config.linkerd.io/disable-identity", "sometimes"),
+        ("config.linkerd.io/disable-tap", "yes"),
         ("config.linkerd.io/proxy-version", ""),
     ],
 )
@@ -463,6 +477,7 @@ def test_supported_annotations() -> None:
             "proxy-log-level",
             "proxy-log-format",
             "disable-identity",
+            "disable-tap",
             "proxy-await",
             "proxy-admin-shutdown",
             "skip-inbound-ports",
@@ -474,7 +489,6 @@ def test_supported_annotations() -> None:
             "image-pull-policy",
             "init-image",
             "init-image-version",
-            "disable-tap",
             "enable-external-profiles",
             "proxy-cpu-request",
             "proxy-cpu-limit",

@@ -199,7 +199,9 @@ async def api(env: CheckEnv) -> AsyncGenerator[CheckResult, None]:
     deadline = time.monotonic() + env.wait
     while True:
         try:
-            answer = await client.proxy_json(control_plane.METRICS_API, "/api/v1/SelfCheck", {})
+            answer = await client.get_json(
+                control_plane.METRICS_API.proxy_path("/api/v1/SelfCheck")
+            )
             problem = None
             if all(c.get("status") == "OK" for c in answer.get("results") or [{}]):
                 break

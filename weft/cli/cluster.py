@@ -114,6 +114,18 @@ def cluster(ctx: click.Context, name: str, state_dir: str | None) -> None:
     show_default=True,
     help="How long a generated issuer is valid (it renews itself at two thirds).",
 )
+@click.option(
+    "--prometheus-scrape-interval",
+    default="10s",
+    show_default=True,
+    help="How often Prometheus scrapes every proxy and component.",
+)
+@click.option(
+    "--prometheus-retention",
+    default="6h",
+    show_default=True,
+    help="How long Prometheus keeps samples.",
+)
 @pass_ctx
 @friendly_errors
 def up(
@@ -124,6 +136,8 @@ def up(
     restart_backoff: float,
     identity_issuance_lifetime: str,
     identity_issuer_lifetime: str,
+    prometheus_scrape_interval: str,
+    prometheus_retention: str,
 ) -> None:
     """Create the node (bridge, DNS, service rules) and start its agent."""
     cfg = ClusterConfig(
@@ -134,6 +148,8 @@ def up(
         str(c.state_dir),
         identity_issuance_lifetime,
         identity_issuer_lifetime,
+        prometheus_scrape_interval=prometheus_scrape_interval,
+        prometheus_retention=prometheus_retention,
     )
     started = lifecycle.up(cfg, backoff_initial=restart_backoff)
     verb = "is up" if started else "was already up"

@@ -1,10 +1,13 @@
-"""``weft controller``: run a control-plane component (identity, destination, tap, ...)."""
+"""``weft controller``: run a control-plane component (identity, destination, metrics-api,
+prometheus-targets, tap)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -76,6 +79,17 @@ def _addr(name: str, text: str) -> tuple[str, int]:
         return parse_addr(name, text)
     except ConfigError as exc:
         raise click.BadParameter(str(exc), param_hint=name) from exc
+
+
+def _listen(name: str, text: str) -> socket.socket:
+    """A listening socket on ``text`` (host:port), bound now; one line if it cannot be."""
+    host, port = _addr(name, text)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, backlog=128)
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise click.ClickException(f"{name} {text}: {reason}") from None
 
 
 def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]], what: str) -> None:
@@ -239,6 +253,81 @@ def destination(
     run_until_signalled(main, "destination")
 
 
+@controller.command("prometheus-targets")
+@common_options
+@click.option(
+    "--addr",
+    default="127.0.0.1:9088",
+    show_default=True,
+    help="Where Prometheus fetches its targets (GET /targets?job=<job>).",
+)
+def prometheus_targets(
+    platform_spec: str,
+    control_namespace: str,
+    trust_domain: str,
+    admin_addr: str,
+    log_level: str,
+    addr: str,
+) -> None:
+    """Prometheus's scrape targets (HTTP service discovery): meshed pods' proxies and the
+    control plane's admin ports, followed through the platform."""
+    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    listen = _listen("--addr", addr)
+    admin = _listen("--admin-addr", admin_addr)
+    platform = open_platform(platform_spec)
+
+    async def main(stop: asyncio.Event) -> None:
+        from weft.controller.prometheus.server import serve_targets
+
+        await serve_targets(platform, control_namespace, listen, admin, stop)
+
+    run_until_signalled(main, "prometheus-targets")
+
+
+@controller.command("metrics-api")
+@common_options
+@click.option("--addr", default="0.0.0.0:8085", show_default=True, help="HTTP listen address.")
+@click.option(
+    "--prometheus-url",
+    default="http://weft-prometheus.weft.svc.cluster.local:9090",
+    show_default=True,
+)
+@click.option("--cluster-domain", default="cluster.local", show_default=True)
+def metrics_api(
+    platform_spec: str,
+    control_namespace: str,
+    trust_domain: str,
+    admin_addr: str,
+    log_level: str,
+    addr: str,
+    prometheus_url: str,
+    cluster_domain: str,
+) -> None:
+    """The metrics API: golden metrics, routes and edges from Prometheus (StatSummary,
+    TopRoutes, Edges, ListPods, ListServices, SelfCheck)."""
+    from weft.controller.destination.addresses import MeshSettings
+
+    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    if not prometheus_url.startswith(("http://", "https://")):
+        raise click.BadParameter(
+            f"{prometheus_url!r}: expected http://host:port", param_hint="--prometheus-url"
+        )
+    settings = MeshSettings(control_namespace, trust_domain, cluster_domain)
+    listen = _listen("--addr", addr)
+    admin = _listen("--admin-addr", admin_addr)
+    platform = open_platform(platform_spec)
+
+    async def main(stop: asyncio.Event) -> None:
+        from weft.controller.metrics_api.api import MetricsApi
+        from weft.controller.metrics_api.prometheus import PrometheusClient
+        from weft.controller.metrics_api.server import serve_metrics_api
+
+        api = MetricsApi(platform, PrometheusClient(prometheus_url), settings)
+        await serve_metrics_api(api, listen, admin, stop)
+
+    run_until_signalled(main, "metrics-api")
+
+
 @controller.command()
 @common_options
 @click.option("--addr", default="0.0.0.0:8088", show_default=True, help="Tap API listen address.")
@@ -280,8 +369,8 @@ def tap(
 
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     settings = MeshSettings(control_namespace, trust_domain, cluster_domain)
-    listen = _addr("--addr", addr)
-    admin = _addr("--admin-addr", admin_addr)
+    listen = _listen("--addr", addr)
+    admin = _listen("--admin-addr", admin_addr)
     own = IdentityConfig(
         local_name=identity_name(
             service_account, control_namespace, control_namespace, trust_domain

@@ -18,6 +18,9 @@ def proxy() -> None:
       LINKERD2_PROXY_INBOUND_LISTEN_ADDR        0.0.0.0:4143
       LINKERD2_PROXY_OUTBOUND_LISTEN_ADDR       127.0.0.1:4140
       LINKERD2_PROXY_ADMIN_LISTEN_ADDR          0.0.0.0:4191
+      LINKERD2_PROXY_CONTROL_LISTEN_ADDR        0.0.0.0:4190 (tap, with identity)
+      LINKERD2_PROXY_TAP_SVC_NAME               the only identity allowed to tap
+      LINKERD2_PROXY_TAP_DISABLED=1             no tap server
       LINKERD2_PROXY_{INBOUND,OUTBOUND}_PORTS_DISABLE_PROTOCOL_DETECTION
       LINKERD2_PROXY_LOG                        warn,linkerd=info
     """

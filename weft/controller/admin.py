@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Iterable, Iterator
 
 from aiohttp import web
@@ -14,6 +15,32 @@ async def start_admin(
     host: str, port: int, metrics: Callable[[], str], ready: Callable[[], bool]
 ) -> web.AppRunner:
     """Serve the admin endpoints on ``host:port`` until the returned runner is cleaned up."""
+    app = web.Application()
+    add_admin_routes(app, metrics, ready)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner
+
+
+async def start_app(app: web.Application, sock: socket.socket) -> web.AppRunner:
+    """Serve ``app`` on the listening socket ``sock`` until the returned runner is cleaned up."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.SockSite(runner, sock).start()
+    return runner
+
+
+def listen_address(sock: socket.socket) -> str:
+    """``host:port`` a listening socket is bound to (``[host]:port`` for IPv6)."""
+    host, port = sock.getsockname()[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def add_admin_routes(
+    app: web.Application, metrics: Callable[[], str], ready: Callable[[], bool]
+) -> None:
+    """Add ``/metrics``, ``/ready`` and ``/live`` to ``app``."""
 
     async def get_metrics(_request: web.Request) -> web.Response:
         return web.Response(text=metrics(), content_type="text/plain")
@@ -26,14 +53,9 @@ async def start_admin(
     async def get_live(_request: web.Request) -> web.Response:
         return web.Response(text="live\n")
 
-    app = web.Application()
     app.router.add_get("/metrics", get_metrics)
     app.router.add_get("/ready", get_ready)
     app.router.add_get("/live", get_live)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    return runner
 
 
 def render_metrics(families: Iterable[Metric]) -> str:

@@ -2,8 +2,9 @@
 
 The steps are Linkerd's getting-started walkthrough: check the host, bring up the cluster and its
 control plane, check it, deploy emojivoto with ``linkerd.io/inject: enabled`` on its pod
-templates, wait for every proxy and for traffic, then forward a host port to ``web-svc``. The
-process stays in the foreground; Ctrl-C (SIGINT), SIGTERM or ``weft demo down`` remove it all.
+templates, wait for every proxy and for traffic, forward a host port to ``web-svc``, and show the
+live golden metrics (``weft stat deploy -n emojivoto``). The process stays in the foreground;
+Ctrl-C (SIGINT), SIGTERM or ``weft demo down`` remove it all.
 
 A marker file in the cluster's state directory records that the demo made the cluster and which
 process runs it, so re-running is safe and ``weft demo down`` never removes a cluster the user
@@ -30,6 +31,8 @@ import aiohttp
 import yaml
 
 from weft.cli.check import (
+    API,
+    DATA_PLANE,
     IDENTITY,
     IDENTITY_DATA_PLANE,
     LOCAL_CLUSTER,
@@ -39,6 +42,8 @@ from weft.cli.check import (
 )
 from weft.cli.check_results import pod_ready
 from weft.cli.cluster import Ctx
+from weft.cli.stat_output import StatRow, parse_rows, render_table, shown
+from weft.cli.viz_client import VizClient, VizError
 from weft.demo import prereqs
 from weft.demo.traffic import Edge, edges_seen, identity
 from weft.demo.ui import Ui
@@ -59,6 +64,9 @@ NAMESPACE = "emojivoto"
 MARKER = "demo.json"
 PROXY = "linkerd-proxy"
 POLL = 0.5
+STAT_WINDOW = "1m"
+# The workloads whose live numbers the demo waits for (vote-bot only sends: no inbound rows).
+SERVED = ("web", "emoji", "voting")
 Obj = dict[str, Any]
 
 
@@ -235,6 +243,7 @@ class Demo:
         self.relay: subprocess.Popen[bytes] | None = None
         self.deadline = 0.0
         self.web_pod = "<web pod>"
+        self.stats: list[StatRow] = []
 
     async def up(self) -> None:
         """Everything up to the printed URL."""
@@ -249,7 +258,7 @@ class Demo:
         )
         async with ApiClient(self.cfg.api_socket) as client:
             await self._control_plane(client)
-            await self._check("weft check", [IDENTITY])
+            await self._check("weft check", [IDENTITY, API])
             ui.section(f"Deploying emojivoto ({'meshed' if opts.inject else 'not meshed'})")
             objects = manifest_objects(opts.inject)
             text = yaml.safe_dump_all(objects, sort_keys=False)
@@ -276,16 +285,20 @@ class Demo:
             web = [p for p in _live(await client.list("Pod", NAMESPACE)) if _is_web(p)]
             self.web_pod = web[0]["metadata"]["name"] if web else self.web_pod
             if opts.inject:
-                await self._check("weft check, proxies", [IDENTITY_DATA_PLANE])
+                await self._check("weft check --proxy", [IDENTITY_DATA_PLANE, DATA_PLANE])
                 await self._traffic(client)
             await self._forward(client)
+            if opts.inject:
+                await self._stats(client)
 
     async def _control_plane(self, client: ApiClient) -> None:
+        wanted = sum(1 for o in control_plane.manifests(self.cfg) if o["kind"] == "Deployment")
+
         async def ready() -> tuple[bool, str]:
             pods = _live(await client.list("Pod", control_plane.NAMESPACE))
             ready = [p["metadata"]["name"].rsplit("-", 2)[0] for p in pods if pod_ready(p)]
-            done = len(pods) >= 2 and len(ready) == len(pods)
-            return done, f"{len(ready)}/{max(len(pods), 2)} ready ({', '.join(sorted(ready))})"
+            done = len(pods) >= wanted and len(ready) == len(pods)
+            return done, f"{len(ready)}/{max(len(pods), wanted)} ready"
 
         await _wait(
             self.ui,
@@ -359,6 +372,40 @@ class Demo:
             f"{opts.url} does not serve emojivoto: see `weft cluster logs -n {NAMESPACE} <pod>`",
         )
 
+    async def _stats(self, client: ApiClient) -> None:
+        """Wait until Prometheus has enough scrapes for live numbers of every served workload."""
+        body = {
+            "selector": {"resource": {"namespace": NAMESPACE, "type": "deployment", "name": ""}},
+            "timeWindow": STAT_WINDOW,
+            "tcpStats": True,
+        }
+        viz = VizClient(client)
+
+        async def live() -> tuple[bool, str]:
+            try:
+                self.stats = shown(parse_rows(await viz.metrics("StatSummary", body)))
+            except VizError as exc:
+                return False, str(exc)
+            serving = [r.name for r in self.stats if r.requests and sum(r.requests) > 0]
+            done = all(name in serving for name in SERVED)
+            return done, f"requests measured for: {', '.join(sorted(serving)) or 'none yet'}"
+
+        await _wait(
+            self.ui,
+            "live numbers",
+            self.deadline,
+            live,
+            f"Prometheus has no numbers for emojivoto: see `weft stat deploy -n {NAMESPACE}` "
+            "and `weft check --proxy`",
+        )
+
+    def stat_table(self) -> list[str]:
+        """``weft stat deploy -n emojivoto``'s table of the numbers the demo last read."""
+        if not self.stats:
+            return []
+        table = render_table(self.stats, 60.0, wide=False, all_namespaces=False)
+        return ["", f"Live numbers (weft stat deploy -n {NAMESPACE}):", *table.splitlines()]
+
     async def serve(self) -> None:
         """Wait until the port-forward stops (``weft demo down`` removed the cluster)."""
         relay = self.relay
@@ -409,11 +456,13 @@ def next_steps(opts: DemoOptions, weft: str, web_pod: str) -> list[str]:
         f"emojivoto is running: open {opts.url}",
         "",
         "Try next, in another terminal:",
-        f"  sudo {weft} cluster{flags} get pods -n {NAMESPACE}",
-        f"  sudo {weft} check{flags}",
+        f"  sudo {weft} stat{flags} deploy -n {NAMESPACE}",
+        f"  sudo {weft} top{flags} deploy/web -n {NAMESPACE}",
+        f"  sudo {weft} tap{flags} deploy/web -n {NAMESPACE}",
+        f"  sudo {weft} routes{flags} deploy/web -n {NAMESPACE} --to svc/voting-svc",
+        f"  sudo {weft} edges{flags} deploy -n {NAMESPACE}",
+        f"  sudo {weft} check{flags} --proxy",
         f"  sudo {weft} cluster{flags} logs {web_pod} -n {NAMESPACE} -c {PROXY}",
-        f"  sudo {weft} cluster{flags} exec {web_pod} -n {NAMESPACE} -- "
-        "curl -s localhost:4191/metrics",
         "",
         f"Ctrl-C here, or `sudo {weft} demo down{flags}`, removes everything.",
     ]
@@ -452,7 +501,7 @@ async def run(opts: DemoOptions, ui: Ui) -> int:
         loop.add_signal_handler(sig, task.cancel)
     try:
         await demo.up()
-        for line in next_steps(opts, weft_command(), demo.web_pod):
+        for line in demo.stat_table() + next_steps(opts, weft_command(), demo.web_pod):
             ui.line(line)
         await demo.serve()
     except asyncio.CancelledError:

@@ -50,29 +50,45 @@ def refresh_delay(now: datetime, expiry: datetime, cfg: IdentityConfig) -> float
     return min(max(0.7 * left, cfg.min_refresh), cfg.max_refresh)
 
 
-def tls_contexts(
-    chain_pem: bytes, key_pem: bytes, anchors_pem: bytes
-) -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    """Server and client TLS 1.3 contexts presenting ``chain_pem`` and trusting the anchors.
+def _present(
+    contexts: tuple[ssl.SSLContext, ...], chain_pem: bytes, key_pem: bytes, anchors_pem: bytes
+) -> None:
+    """Make ``contexts`` TLS 1.3 only, presenting ``chain_pem`` and trusting the anchors.
 
     ``ssl`` loads keys only from files, so the key goes through an anonymous in-memory file
     (``memfd``) that is closed as soon as it is read: it never touches a filesystem.
     """
-    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server.verify_mode = ssl.CERT_OPTIONAL  # unmeshed TLS clients have no certificate
-    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED and check_hostname
     fd = os.memfd_create("weft-identity", os.MFD_CLOEXEC)
     try:
         os.write(fd, chain_pem + key_pem)
         path = f"/proc/self/fd/{fd}"
-        for ctx in (server, client):
+        for ctx in contexts:
             ctx.minimum_version = ssl.TLSVersion.TLSv1_3
             ctx.load_cert_chain(path)
             ctx.load_verify_locations(cadata=anchors_pem.decode())
             ctx.verify_flags |= ssl.VERIFY_X509_STRICT
     finally:
         os.close(fd)
+
+
+def tls_contexts(
+    chain_pem: bytes, key_pem: bytes, anchors_pem: bytes
+) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """Server and client TLS 1.3 contexts presenting ``chain_pem`` and trusting the anchors."""
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.verify_mode = ssl.CERT_OPTIONAL  # unmeshed TLS clients have no certificate
+    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED and check_hostname
+    _present((server, client), chain_pem, key_pem, anchors_pem)
     return server, client
+
+
+def mtls_server_context(chain_pem: bytes, key_pem: bytes, anchors_pem: bytes) -> ssl.SSLContext:
+    """A TLS 1.3 server context presenting ``chain_pem`` that requires a client certificate
+    chained to the anchors (handshakes without one fail)."""
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.verify_mode = ssl.CERT_REQUIRED
+    _present((server,), chain_pem, key_pem, anchors_pem)
+    return server
 
 
 class LocalIdentity:

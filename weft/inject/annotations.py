@@ -49,6 +49,7 @@ class ProxySettings:
     log_level: str
     log_format: str
     identity_disabled: bool
+    tap_disabled: bool = False
     ingress: bool = False
     await_proxy: bool = True
     admin_shutdown: bool = False
@@ -61,7 +62,6 @@ class ProxySettings:
     image_pull_policy: str | None = None
     init_image: str | None = None
     init_image_version: str | None = None
-    tap_disabled: bool = False
     external_profiles: bool = False
     cpu_request: str | None = None
     cpu_limit: str | None = None
@@ -169,6 +169,7 @@ _CONFIG: dict[str, tuple[str, Callable[[str], Any]]] = {
     "proxy-log-level": ("log_level", _log_level),
     "proxy-log-format": ("log_format", _log_format),
     "disable-identity": ("identity_disabled", _choice("true", "false")),
+    "disable-tap": ("tap_disabled", _choice("true", "false")),
     "proxy-await": ("await_proxy", _choice("enabled", "disabled")),
     "proxy-admin-shutdown": ("admin_shutdown", _choice("enabled", "disabled")),
     "skip-inbound-ports": ("skip_inbound_ports", _ports),
@@ -180,7 +181,6 @@ _CONFIG: dict[str, tuple[str, Callable[[str], Any]]] = {
     "image-pull-policy": ("image_pull_policy", _pull_policy),
     "init-image": ("init_image", _text),
     "init-image-version": ("init_image_version", _text),
-    "disable-tap": ("tap_disabled", _choice("true", "false")),
     "enable-external-profiles": ("external_profiles", _choice("true", "false")),
     "proxy-cpu-request": ("cpu_request", _quantity),
     "proxy-cpu-limit": ("cpu_limit", _quantity),

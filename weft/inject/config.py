@@ -36,6 +36,7 @@ class InjectConfig:
     destination_service_account: str = "weft-destination"
     identity_addr: str = "weft-identity.weft.svc.cluster.local:8080"
     identity_service_account: str = "weft-identity"
+    tap_service_account: str = "weft-tap"
     identity_disabled: bool = True
     trust_anchors_pem: str = ""
     inbound_port: int = 4143

@@ -125,6 +125,7 @@ def proxy_env(config: InjectConfig, settings: ProxySettings) -> list[dict[str, A
     env += [_value(p + name, value) for name, value in optional.items() if value is not None]
     identity_svc = _identity_name(config.identity_service_account, "$(_l5d_ns)")
     destination_svc = _identity_name(config.destination_service_account, "$(_l5d_ns)")
+    tap_svc = _identity_name(config.tap_service_account, "$(_l5d_ns)")
     env += [
         _field_ref("_pod_ns", "metadata.namespace"),
         _field_ref("_pod_name", "metadata.name"),
@@ -139,6 +140,7 @@ def proxy_env(config: InjectConfig, settings: ProxySettings) -> list[dict[str, A
         _value(p + "IDENTITY_LOCAL_NAME", _identity_name("$(_pod_sa)", "$(_pod_ns)")),
         _value(p + "IDENTITY_SVC_NAME", identity_svc),
         _value(p + "DESTINATION_SVC_NAME", destination_svc),
+        _value(p + "TAP_SVC_NAME", tap_svc),
     ]
     if settings.identity_disabled:
         env.append(_value(p + "IDENTITY_DISABLED", "disabled"))

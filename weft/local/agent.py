@@ -144,7 +144,9 @@ class Agent:
                     )
 
     def install_control_plane(self) -> None:
-        """Apply the control plane's objects (unchanged ones stay as they are)."""
+        """Write Prometheus's configuration, then apply the control plane's objects (unchanged
+        ones stay as they are)."""
+        control_plane.write_prometheus_config(self.cfg)
         text = yaml.safe_dump_all(control_plane.manifests(self.cfg))
         resources = parse_manifest_text(text, "weft control plane", None)
         for line in apply_mod.apply(self.store, resources, self.api.service_ips):

@@ -25,6 +25,8 @@ BRIDGE = "weft0"
 CONFIG_FILE = "cluster.json"
 
 _NAME = re.compile(r"^[a-z][a-z0-9]{0,11}$")
+# A Prometheus duration, as its flags and prometheus.yml take them.
+_PROM_DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d|w|y))+$")
 
 
 class ClusterConfigError(ValueError):
@@ -42,6 +44,10 @@ class ClusterConfig:
     state_dir: str = ""
     identity_issuance_lifetime: str = "24h"
     identity_issuer_lifetime: str = "8760h"
+    prometheus_scrape_interval: str = "10s"
+    prometheus_retention: str = "6h"
+    prometheus_retention_size: str = "512MB"
+    prometheus_memory_limit: str = "256MiB"
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -65,6 +71,14 @@ class ClusterConfig:
                 parse_duration(flag, value)
             except ConfigError as exc:
                 raise ClusterConfigError(str(exc)) from exc
+        for flag, value in (
+            ("--prometheus-scrape-interval", self.prometheus_scrape_interval),
+            ("--prometheus-retention", self.prometheus_retention),
+        ):
+            if not _PROM_DURATION.match(value):
+                raise ClusterConfigError(
+                    f"{flag}: invalid duration {value!r} (expected e.g. 1s, 10s, 6h)"
+                )
         if not self.state_dir:
             object.__setattr__(self, "state_dir", str(STATE_ROOT / self.name))
 

@@ -17,6 +17,7 @@ from weft.proxy.log import LogControl
 from weft.proxy.metrics import ProxyMetrics
 from weft.proxy.routing import OriginalDestination
 from weft.proxy.server import Listener
+from weft.proxy.tap.registry import Taps
 
 if TYPE_CHECKING:
     from weft.identity.client import LocalIdentity
@@ -64,16 +65,31 @@ async def run(env: Mapping[str, str]) -> int:
         identity.start()
     router = make_router(config, identity)
     admin_state = AdminState(metrics, logs, env, config.shutdown_endpoint_enabled, stop.set)
+    taps = Taps()
     listeners = [
         # Inbound requests go to the local app: no discovery, whatever they are addressed to.
         Listener(
-            INBOUND, config, config.inbound, metrics, OriginalDestination(), tracker, identity
+            INBOUND,
+            config,
+            config.inbound,
+            metrics,
+            OriginalDestination(),
+            tracker,
+            identity,
+            taps=taps,
         ),
-        Listener(OUTBOUND, config, config.outbound, metrics, router, tracker, identity),
+        Listener(OUTBOUND, config, config.outbound, metrics, router, tracker, identity, taps=taps),
     ]
     admin = await start_admin(admin_state, *config.admin_listen)
     for listener in listeners:
         await listener.start()
+    control = None
+    if identity is not None and not config.tap_disabled:
+        from weft.proxy.tap.server import ControlServer  # protobuf: only when tap is served
+
+        control = ControlServer(taps, identity, config.control_listen, config.tap_svc_name)
+        await control.start()
+        metrics.taps = taps
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     retire = loop.create_task(_retire_idle(metrics, config.metrics_retain_idle))
@@ -88,6 +104,8 @@ async def run(env: Mapping[str, str]) -> int:
     admin_state.ready = False
     for listener in listeners:
         listener.stop_accepting()
+    if control is not None:
+        control.close()
     left = await tracker.drain(config.shutdown_grace_period)
     if left:
         log.warning("closed %d connections that did not drain in time", left)

@@ -121,6 +121,8 @@ class ProxyConfig:
     max_head_bytes: int
     h2_initial_stream_window: int
     h2_initial_connection_window: int
+    tap_disabled: bool = False
+    tap_svc_name: str = ""
     env: Mapping[str, str] = field(repr=False, default_factory=dict)
 
     @property
@@ -163,6 +165,8 @@ class ProxyConfig:
             h2_initial_connection_window=reader.integer(
                 "HTTP2_INITIAL_CONNECTION_WINDOW_SIZE", 1048576
             ),
+            tap_disabled=reader.flag("TAP_DISABLED"),
+            tap_svc_name=(reader.get("TAP_SVC_NAME") or "").strip(),
             env=dict(env),
         )
 

@@ -5,17 +5,20 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from weft.proxy.config import DirectionConfig, ProxyConfig
 from weft.proxy.discovery import Endpoint, Router
 from weft.proxy.metrics import ConnStats, LabelPairs, ProxyMetrics
+from weft.proxy.tap.registry import Fields, RequestFacts, Tapped, Taps
 from weft.proxy.tls import Dialer
 
 if TYPE_CHECKING:
     from weft.proxy.http1 import H1Pool
     from weft.proxy.http2 import H2Pool
+    from weft.proxy.profiles import Route
 
 Addr = tuple[str, int]
 
@@ -106,6 +109,7 @@ class ConnContext:
     tls: LabelPairs
     stats: ConnStats
     dialer: Dialer
+    taps: Taps
     client_id: str | None = None
     base_labels: LabelPairs = ()
 
@@ -126,3 +130,41 @@ class ConnContext:
         """Open the ``peer="dst"`` TCP series for a connection this proxy dials to ``endpoint``."""
         labels = (("direction", self.direction), ("peer", "dst"), *self.dialer.tls_labels(endpoint))
         return self.metrics.tcp.stats(labels).open()
+
+    def observe(
+        self,
+        endpoint: Endpoint | None,
+        method: str,
+        scheme: str | None,
+        authority: str,
+        path: str,
+        load_fields: Callable[[], Fields],
+        route: Route | None,
+        now: float,
+    ) -> Tapped | None:
+        """Offer a request routed to ``endpoint`` (None: answered by the proxy before one was
+        chosen) to the proxy's taps. Only called while ``taps.active``."""
+        if endpoint is None:
+            destination = self.orig_dst or self.target
+            dst_pairs: LabelPairs = ()
+            dst_tls: LabelPairs = ()
+        else:
+            inbound = self.direction == INBOUND
+            destination = (self.orig_dst or endpoint.addr) if inbound else endpoint.addr
+            dst_pairs = () if inbound else endpoint.labels
+            dst_tls = self.dialer.tls_labels(endpoint)
+        facts = RequestFacts(
+            self.direction,
+            self.peer,
+            destination,
+            method,
+            scheme,
+            authority,
+            path,
+            load_fields,
+            src_tls=self.tls,
+            dst_pairs=dst_pairs,
+            dst_tls=dst_tls,
+            route_pairs=route.labels if route is not None else (),
+        )
+        return self.taps.observe(facts, now)

@@ -76,6 +76,10 @@ class Dispatch:
             return
         replay.append(bytes(data))
 
+    def trailers(self, block: bytes) -> None:
+        """Request trailers arrived: they are not kept, so the request cannot be retried."""
+        self.replay = None
+
     def classify(self, status: int, grpc_status: int | None, error: str | None = None) -> str:
         """The route's classification of a response."""
         route = self.route

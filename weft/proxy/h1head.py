@@ -63,6 +63,16 @@ def header_value(headers: Headers, name: bytes) -> bytes | None:
     return None
 
 
+def head_fields(head: bytes) -> Headers:
+    """The header fields of a head this proxy serialised (its first line left out)."""
+    fields: Headers = []
+    for line in head.split(b"\r\n")[1:]:
+        name, sep, value = line.partition(b":")
+        if sep:
+            fields.append((name, value.strip()))
+    return fields
+
+
 def is_chunked(headers: Headers) -> bool:
     """Whether the message body uses chunked transfer coding."""
     te = header_value(headers, b"transfer-encoding")

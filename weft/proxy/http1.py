@@ -4,6 +4,10 @@ A downstream connection (:class:`H1Server`) parses requests with httptools (llht
 which rejects the request-smuggling vectors) and queues them as :class:`_Exchange` objects; the
 head of the queue is bound to a pooled upstream connection (:class:`H1Upstream`) that parses the
 response and streams it back. Bodies are forwarded chunk by chunk with transport back-pressure.
+
+Tap (``weft.proxy.tap``): a request is offered to the taps when its first attempt is sent (or
+when the proxy answers it itself), only while ``ctx.taps.active``; a tapped exchange reports the
+response head the client gets (after retries), its body bytes and its end.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import re
 import time
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 from typing import cast
 
 import httptools
@@ -37,6 +42,7 @@ from weft.proxy.errors import (
 )
 from weft.proxy.metrics import ConnStats, EndpointStats
 from weft.proxy.routing import Logical
+from weft.proxy.tap.registry import Tapped
 
 log = logging.getLogger("weft.proxy.http1")
 
@@ -71,6 +77,7 @@ class _Exchange:
         "reused",
         "started",
         "stats",
+        "tap",
         "timer",
         "tunnel",
         "upstream",
@@ -106,6 +113,7 @@ class _Exchange:
         self.timer: asyncio.TimerHandle | None = None
         self.waiter: asyncio.Task[None] | None = None
         self.deadline = 0.0  # when waiting for endpoints gives up
+        self.tap: Tapped | None = None  # set only when a tap matched this request
 
 
 class H1Pool:
@@ -354,12 +362,31 @@ class H1Server(asyncio.Protocol):
         ex.stats.request(now)
         if ex.dispatch is not None:
             ex.dispatch.attempt(now)
+        if ctx.taps.active and ex.tap is None:
+            ex.tap = self._observe(ex, endpoint, now)
         up = ctx.h1_pool.take(endpoint)
         if up is not None:
             ex.reused = True
             up.attach(ex, self)
             return
         self._start_connect(ex, endpoint)
+
+    def _observe(self, ex: _Exchange, endpoint: Endpoint | None, now: float) -> Tapped | None:
+        """Offer ``ex`` to the proxy's taps (called only while one is active)."""
+        url = ex.url
+        scheme = "http"
+        if url[:1] != b"/" and b"://" in url:
+            scheme = url.split(b"://", 1)[0].decode("latin-1").lower()
+        return self.ctx.observe(
+            endpoint,
+            ex.method.decode("latin-1"),
+            scheme,
+            ex.authority,
+            request_path(url),
+            partial(h1head.head_fields, ex.head),
+            ex.dispatch.route if ex.dispatch is not None else None,
+            now,
+        )
 
     def _wait(
         self, ex: _Exchange, future: asyncio.Future[None], timeout: float, then: Callable[[], None]
@@ -436,6 +463,11 @@ class H1Server(asyncio.Protocol):
             ex.timer = None
         if ex.dispatch is not None:
             ex.dispatch.done(now, (now - ex.started) * 1000.0, status, None, error)
+        tap = ex.tap
+        if tap is not None:
+            if ex.upstream is not None:
+                ex.upstream.tap = None
+            tap.response_end(now)
 
     def _start_connect(self, ex: _Exchange, endpoint: Endpoint) -> None:
         self.transport.pause_reading()
@@ -492,7 +524,13 @@ class H1Server(asyncio.Protocol):
         """Answer ``ex`` (which must be at the head of the queue) with a proxy error."""
         log.info("%s %s: %s", self.ctx.direction, ex.authority or "-", err.reason)
         close = not ex.keep_alive or not ex.request_done or self.draining
-        self.write(h1head.error_response(err.status, err.reason, close))
+        response = h1head.error_response(err.status, err.reason, close)
+        if ex.tap is None and self.ctx.taps.active:
+            ex.tap = self._observe(ex, None, time.monotonic())
+        if ex.tap is not None:
+            fields = partial(h1head.head_fields, response)
+            ex.tap.response_init(time.monotonic(), err.status, fields)
+        self.write(response)
         self.exchange_done(ex, err.status, err.error)
         ex.keep_alive = not close
         ex.response_done = True
@@ -604,6 +642,7 @@ class H1Upstream(asyncio.Protocol):
         self.idle_timer: asyncio.TimerHandle | None = None
         self.tunnel = False
         self.discarding = False  # reading a failed response that will be retried
+        self.tap: Tapped | None = None  # the tapped exchange whose response body is coming
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -694,6 +733,8 @@ class H1Upstream(asyncio.Protocol):
         if switching:
             self.tunnel = True
             fwd = h1head.end_to_end(headers, keep_upgrade=status == 101)
+            if ex.tap is not None:
+                ex.tap.response_init(time.monotonic(), status, fwd.copy)
             down.write(h1head.response_head(status, self.reason, fwd, False, False, ex.version))
             down.exchange_done(ex, status)
             down.start_tunnel(self)
@@ -719,6 +760,10 @@ class H1Upstream(asyncio.Protocol):
         if down.draining:
             ex.keep_alive = False
         fwd = h1head.end_to_end(headers)
+        tap = ex.tap
+        if tap is not None:
+            self.tap = tap
+            tap.response_init(time.monotonic(), status, fwd.copy)
         down.write(
             h1head.response_head(
                 status, self.reason, fwd, self.down_chunked, not ex.keep_alive, ex.version
@@ -732,6 +777,9 @@ class H1Upstream(asyncio.Protocol):
         down = self.down
         if down is None or self.discarding:
             return
+        tap = self.tap
+        if tap is not None:
+            tap.response_bytes += len(body)
         down.write(h1head.chunk(body) if self.down_chunked else body)
 
     def on_message_complete(self) -> None:

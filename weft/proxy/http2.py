@@ -17,6 +17,10 @@ sent. An exchange ended by RST_STREAM, in either direction, or by a connection l
 response head is counted with ``error="<h2 error code name>"`` (``cancel``,
 ``refused_stream``, ``internal_error``, ...) and the response head's status, or 0 if none
 had arrived.
+
+Tap (``weft.proxy.tap``): a request is offered to the taps when its first attempt is sent (or
+when the proxy answers it itself), only while ``ctx.taps.active``; a tapped exchange reports the
+response head the client gets, its body bytes (counted by the upstream leg's keeper) and its end.
 """
 
 from __future__ import annotations
@@ -24,19 +28,40 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from functools import partial
 
 from weft.proxy.context import ConnContext
+from weft.proxy.discovery import Endpoint
 from weft.proxy.dispatch import Dispatch
 from weft.proxy.errors import ProxyError, no_endpoints, route_timeout
 from weft.proxy.h2 import frames as fr
-from weft.proxy.h2.connection import Exchange, H2Conn, Leg, flush_all
-from weft.proxy.h2.heads import Head
+from weft.proxy.h2.connection import Chunk, Exchange, H2Conn, Leg, flush_all
+from weft.proxy.h2.heads import Head, block_fields
 from weft.proxy.h2.hpack_codec import encode_field
 from weft.proxy.h2.pool import H2Pool
+from weft.proxy.tap.registry import Tapped
 
 __all__ = ["H2Pool", "ServerConn", "serve_http2"]
 
 INITIAL_WAIT = 1.0  # seconds, at most, a request waits for discovery's first answer
+
+
+class TapCounter:
+    """The keeper of a tapped response's upstream leg: counts its body bytes, keeps its
+    trailers (see :class:`~weft.proxy.h2.connection.Keeper`)."""
+
+    __slots__ = ("tap",)
+
+    def __init__(self, tap: Tapped) -> None:
+        self.tap = tap
+
+    def keep(self, data: Chunk) -> None:
+        """Count response body bytes."""
+        self.tap.response_bytes += len(data)
+
+    def trailers(self, block: bytes) -> None:
+        """Keep the response trailers, decoded if a tap asks for them."""
+        self.tap.trailers = partial(block_fields, block)
 
 
 class ServerConn(H2Conn):
@@ -158,7 +183,8 @@ class ServerConn(H2Conn):
             if load is None:
                 changed = logical.changed()
                 if changed is not None and now < deadline:  # no endpoints yet: wait for some
-                    self.wait(down, changed, deadline - now, lambda d: self.attempt(d, deadline))
+                    then = partial(self.attempt, deadline=deadline, retry=retry)
+                    self.wait(down, changed, deadline - now, then)
                     return
                 raise no_endpoints(logical.name or exchange.head.label)
         except ProxyError as err:
@@ -184,9 +210,15 @@ class ServerConn(H2Conn):
         up = upstream.open_leg(exchange)
         down.peer = up
         up.peer = down
+        if ctx.taps.active and exchange.tap is None:
+            tap = exchange.tap = self.observe(exchange, endpoint, now)
+            if tap is not None:
+                up.keep = TapCounter(tap)
         chunks: list[tuple[bytes, bool, bool]] | None
         if retry:
             assert exchange.dispatch is not None and exchange.dispatch.replay is not None
+            if exchange.tap is not None and up.keep is None:
+                up.keep = TapCounter(exchange.tap)  # the tapped response may come from here
             chunks = [(payload, False, False) for payload in exchange.dispatch.replay]
             if chunks:
                 chunks.append((b"", True, False))
@@ -202,6 +234,29 @@ class ServerConn(H2Conn):
                 upstream.send_headers(up, payload, end)
             else:
                 upstream.send_data(up, payload, end, down)
+
+    def observe(self, exchange: Exchange, endpoint: Endpoint | None, now: float) -> Tapped | None:
+        """Offer ``exchange``'s request to the proxy's taps (called only while one is active)."""
+        head = exchange.head
+        dispatch = exchange.dispatch
+        return self.ctx.observe(
+            endpoint,
+            head.method.decode("latin-1"),
+            None,
+            head.authority or "",
+            head.path.decode("latin-1"),
+            partial(block_fields, exchange.block),
+            dispatch.route if dispatch is not None else None,
+            now,
+        )
+
+    def respond_error(self, leg: Leg, err: ProxyError) -> None:
+        """Answer with the proxy's own error; a request not offered to the taps yet (no
+        endpoint was chosen for it) is offered now."""
+        exchange = leg.exchange
+        if exchange.tap is None and self.ctx.taps.active and not exchange.done:
+            exchange.tap = self.observe(exchange, None, time.monotonic())
+        super().respond_error(leg, err)
 
     def retry(self, down: Leg) -> None:
         """Send ``down``'s request again: its last attempt failed and its route allows it."""

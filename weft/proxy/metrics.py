@@ -10,10 +10,14 @@ from __future__ import annotations
 import time
 from bisect import bisect_left
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from weft.proxy.tap.registry import Taps
 
 LabelPairs = tuple[tuple[str, str], ...]
 
@@ -260,6 +264,7 @@ class ProxyMetrics(Collector):
         self.tcp = TcpFamily()
         self.tcp_errors: dict[tuple[str, str], int] = {}
         self.cert_expiry: float | None = None
+        self.taps: Taps | None = None  # set when the control port serves tap
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
         ProcessCollector(namespace="", registry=self.registry)
@@ -291,6 +296,15 @@ class ProxyMetrics(Collector):
             )
             family.add_sample(family.name, {}, self.cert_expiry)
             yield family
+        if self.taps is not None:
+            streams = Metric("tap_observe_streams", "Tap streams being served.", "gauge")
+            streams.add_sample("tap_observe_streams", {}, len(self.taps.streams))
+            dropped = Metric(
+                "tap_events_dropped", "Tap events lost because a client read too slowly.", "counter"
+            )
+            dropped.add_sample("tap_events_dropped_total", {}, self.taps.dropped)
+            yield streams
+            yield dropped
 
     def retire_idle(self, now: float | None = None) -> None:
         """Drop series that have not been touched for ``retain_idle`` seconds."""

@@ -17,6 +17,7 @@ from weft.proxy.discovery import Router
 from weft.proxy.http1 import H1Pool, serve_http1
 from weft.proxy.http2 import H2Pool, serve_http2
 from weft.proxy.metrics import LabelPairs, ProxyMetrics
+from weft.proxy.tap.registry import Taps
 from weft.proxy.tcp import serve_opaque
 from weft.proxy.tls import (
     TLS_DISABLED,
@@ -53,6 +54,7 @@ class Listener:
     router: Router
     tracker: ConnTracker
     identity: LocalIdentity | None = None
+    taps: Taps = field(default_factory=Taps)
     h1_pool: H1Pool = field(default_factory=H1Pool)
     h2_pool: H2Pool = field(default_factory=H2Pool)
     server: asyncio.Server | None = None
@@ -151,6 +153,7 @@ class Listener:
             tls=tls,
             stats=self.metrics.tcp.stats(labels).open(),
             dialer=self.dialer,
+            taps=self.taps,
             client_id=client_id,
         )
 

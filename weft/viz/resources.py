@@ -47,6 +47,7 @@ KINDS = {
 }
 # The Prometheus label a type is measured by (Linkerd's relabelling: a Job is ``k8s_job``).
 _LABELS = {JOB: "k8s_job"}
+_TYPES_BY_LABEL = {name: kind for kind, name in _LABELS.items()}
 
 
 class ResourceError(ValueError):
@@ -76,6 +77,11 @@ def plural(kind: str) -> str:
     return _TYPES[kind][0]
 
 
+def short_name(kind: str) -> str:
+    """``deployment`` → ``deploy``: the prefix Linkerd's CLI writes before names."""
+    return _TYPES[kind][1][0]
+
+
 def label(kind: str) -> str:
     """The Prometheus label of a type: ``deployment``, ``k8s_job``, ``pod``, ``namespace``..."""
     return _LABELS.get(kind, kind)
@@ -84,6 +90,11 @@ def label(kind: str) -> str:
 def dst_label(kind: str) -> str:
     """The label naming a type on the far side of an outbound request: ``dst_deployment``..."""
     return "dst_" + label(kind)
+
+
+def type_of_label(name: str) -> str:
+    """The type a Prometheus label names: ``k8s_job`` → ``job``, ``deployment`` → itself."""
+    return _TYPES_BY_LABEL.get(name, name)
 
 
 @dataclass(frozen=True)

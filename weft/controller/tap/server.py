@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 from collections.abc import Collection
 from dataclasses import dataclass
 
 from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from weft.controller.admin import render_metrics, start_admin
+from weft.controller.admin import add_admin_routes, listen_address, render_metrics, start_app
 from weft.controller.destination.addresses import MeshSettings
 from weft.controller.tap import authz
 from weft.controller.tap.enrich import pod_index
@@ -115,7 +116,7 @@ class TapApi:
         try:
             await response.prepare(request)
             for problem in problems:
-                await response.write(json.dumps({"error": problem}).encode() + b"\n")
+                await response.write(json.dumps({"warning": problem}).encode() + b"\n")
             async for event in session.events():
                 self.stats.events += 1
                 await response.write(json.dumps(event, separators=(",", ":")).encode() + b"\n")
@@ -131,13 +132,14 @@ class TapApi:
 async def serve_tap(
     platform: Platform,
     settings: MeshSettings,
-    listen: tuple[str, int],
-    admin: tuple[str, int],
+    listen: socket.socket,
+    admin: socket.socket,
     own: IdentityConfig,
     authorized: Collection[str],
     stop: asyncio.Event,
 ) -> None:
-    """Serve the tap API until ``stop`` is set (once this component holds a certificate)."""
+    """Serve the tap API on ``listen`` (once this component holds a certificate) and the admin
+    endpoints on ``admin``, until ``stop`` is set."""
     identity = LocalIdentity(own)
     identity.start()
     api = TapApi(platform, settings, identity, authorized)
@@ -153,7 +155,9 @@ async def serve_tap(
         dropped.add_metric([], api.stats.dropped)
         return render_metrics([sessions, refused, events, dropped])
 
-    runner = await start_admin(*admin, metrics, identity.ready.is_set)
+    admin_app = web.Application()
+    add_admin_routes(admin_app, metrics, identity.ready.is_set)
+    runner = await start_app(admin_app, admin)
     log.info("waiting for a certificate for %s", own.local_name)
     api_runner: web.AppRunner | None = None
     try:
@@ -162,10 +166,11 @@ async def serve_tap(
         await asyncio.wait({ready, stopped}, return_when=asyncio.FIRST_COMPLETED)
         ready.cancel()
         if not stop.is_set():
+            # A caller that goes away cancels its handler, which closes its proxies' streams.
             api_runner = web.AppRunner(api.app, access_log=None, handler_cancellation=True)
             await api_runner.setup()
-            await web.TCPSite(api_runner, *listen).start()
-            log.info("tap API listening on %s:%d", *listen)
+            await web.SockSite(api_runner, listen).start()
+            log.info("tap API listening on %s", listen_address(listen))
         await stopped
     finally:
         identity.stop()

@@ -134,7 +134,7 @@ class TapSession:
         return problems
 
     async def events(self) -> AsyncIterator[Obj]:
-        """The merged events (and ``{"error": ...}`` notes about proxies), as they come."""
+        """The merged events (and ``{"warning": ...}`` notes about proxies), as they come."""
         while True:
             yield await self.queue.get()
 
@@ -192,6 +192,6 @@ class TapSession:
                     return
                 what = f"pod {target.namespace}/{target.pod}"
                 log.info("tap of %s failed (retrying in %.1fs): %s", what, retry, _reason(exc))
-                self._put({"error": f"{what}: {_reason(exc)}"})
+                self._put({"warning": f"{what}: {_reason(exc)}"})
                 await asyncio.sleep(retry)
                 retry = min(retry * 2, RETRY_MAX)

@@ -17,7 +17,8 @@ import asyncio
 import logging
 import time
 from collections import deque
-from typing import cast
+from functools import partial
+from typing import Protocol, cast
 
 from weft.proxy.balance import Load
 from weft.proxy.classify import classify
@@ -25,10 +26,11 @@ from weft.proxy.config import ProxyConfig
 from weft.proxy.dispatch import Dispatch
 from weft.proxy.errors import ProxyError, errno_label
 from weft.proxy.h2 import frames as fr
-from weft.proxy.h2.heads import Head, error_response
+from weft.proxy.h2.heads import Head, block_fields, error_response
 from weft.proxy.h2.hpack_codec import TABLE_SIZE_ZERO, HpackDecoder, HpackError
 from weft.proxy.metrics import ConnStats, EndpointStats
 from weft.proxy.routing import Logical
+from weft.proxy.tap.registry import Tapped
 
 log = logging.getLogger("weft.proxy.http2")
 
@@ -55,9 +57,21 @@ def flush_all() -> None:
         _dirty.pop().flush()
 
 
+class Keeper(Protocol):
+    """Takes what a leg receives, besides its peer: a request's :class:`Dispatch` keeps its body
+    for a retry; a tapped response's counter counts its bytes and keeps its trailers."""
+
+    def keep(self, data: Chunk) -> None:
+        """DATA payload received on the leg."""
+
+    def trailers(self, block: bytes) -> None:
+        """A trailers block received on the leg (as forwarded)."""
+
+
 class Exchange:
     """One proxied request and its response: what its metrics, routing and retries need,
-    shared by both legs. ``stats`` and ``load`` belong to the attempt in flight."""
+    shared by both legs. ``stats`` and ``load`` belong to the attempt in flight; ``tap`` is set
+    only when a tap matched the request."""
 
     __slots__ = (
         "attempt_start",
@@ -72,6 +86,7 @@ class Exchange:
         "start",
         "stats",
         "status",
+        "tap",
         "timer",
     )
 
@@ -89,6 +104,7 @@ class Exchange:
         self.logical: Logical | None = None
         self.dispatch: Dispatch | None = None
         self.timer: asyncio.TimerHandle | None = None
+        self.tap: Tapped | None = None
 
     def attempt_done(self, now: float, error: str | None = None) -> None:
         """Count the end of the attempt in flight (endpoint and ``route_actual`` series)."""
@@ -122,6 +138,10 @@ class Exchange:
             grpc_status = None if error else self.grpc_status
             latency = (now - self.start) * 1000.0
             dispatch.done(now, latency, self.status, grpc_status, error)
+        tap = self.tap
+        if tap is not None:
+            reset = fr.error_code(error) if error else None
+            tap.response_end(now, None if reset is not None else self.grpc_status, reset)
 
 
 class Leg:
@@ -164,7 +184,7 @@ class Leg:
         self.reset_when_sent = False  # RST_STREAM(NO_ERROR) once END_STREAM is written
         # Request frames received before the request was routed: (payload, end, is_headers).
         self.early: list[tuple[bytes, bool, bool]] | None = None
-        self.keep: Dispatch | None = None  # keeps request body bytes for a retry
+        self.keep: Keeper | None = None  # takes received bytes (see Keeper)
         self.precredited = 0  # bytes to be sent again whose credit was already given
 
 
@@ -515,6 +535,8 @@ class H2Conn(fr.FrameReader, asyncio.Protocol):
         status, grpc_status, block = error_response(err, exchange.grpc)
         exchange.status = status
         exchange.grpc_status = grpc_status
+        if exchange.tap is not None:
+            exchange.tap.response_init(time.monotonic(), status, partial(block_fields, block))
         self.send_headers(leg, block, True)
         exchange.finish(err.error)
         if not leg.closed:
@@ -556,7 +578,7 @@ class H2Conn(fr.FrameReader, asyncio.Protocol):
         if end:
             leg.recv_done = True
         if leg.keep is not None:
-            leg.keep.replay = None  # request trailers are not kept: no retry
+            leg.keep.trailers(head.block)
         peer = leg.peer
         if peer is not None:
             peer.conn.send_headers(peer, head.block, end)

@@ -52,6 +52,8 @@ _ERROR_NAMES = (
     "http_1_1_required",
 )
 
+_ERROR_CODES = {name: code for code, name in enumerate(_ERROR_NAMES)}
+
 SETTINGS_HEADER_TABLE_SIZE = 0x1
 SETTINGS_ENABLE_PUSH = 0x2
 SETTINGS_MAX_CONCURRENT_STREAMS = 0x3
@@ -70,6 +72,14 @@ FRAME_HEADER = struct.Struct(">BHBBL")
 _U32 = struct.Struct(">L")
 _U32_PAIR = struct.Struct(">LL")
 _SETTING = struct.Struct(">HL")
+
+
+def error_code(name: str) -> int | None:
+    """The HTTP/2 error code :func:`error_name` gave ``name`` (None for other errors)."""
+    if name.startswith("unknown_error_"):
+        number = name[len("unknown_error_") :]
+        return int(number) if number.isdigit() else None
+    return _ERROR_CODES.get(name)
 
 
 def error_name(code: int) -> str:

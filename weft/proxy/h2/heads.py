@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from weft.proxy.classify import is_grpc
 from weft.proxy.errors import ProxyError
-from weft.proxy.h2.hpack_codec import Field, encode_block, encode_field
+from weft.proxy.h2.hpack_codec import Field, HpackDecoder, encode_block, encode_field
 
 # RFC 9113 §8.2.2: connection-specific fields must not appear in HTTP/2, nor be forwarded;
 # nor is ``l5d-client-id``, which only the inbound proxy sets, from the verified client identity.
@@ -83,6 +83,12 @@ class Head:
         self.path = path
 
 
+def block_fields(block: bytes) -> list[Field]:
+    """The fields of a block this proxy encoded: its encoder is stateless, so no dynamic table
+    is needed to decode it."""
+    return HpackDecoder().decode(block)
+
+
 def _number(value: bytes) -> int | None:
     return int(value) if value.isdigit() and len(value) < 10 else None
 
@@ -92,7 +98,7 @@ def _header_value(text: str) -> bytes:
     return "".join(c if " " <= c <= "~" else "?" for c in text).encode("ascii")
 
 
-def _grpc_message(text: str) -> bytes:
+def grpc_message(text: str) -> bytes:
     """Percent-encode ``text`` as gRPC requires for ``grpc-message``."""
     out = bytearray()
     for byte in text.encode("utf-8"):
@@ -115,7 +121,7 @@ def error_response(err: ProxyError, grpc: bool) -> tuple[int, int | None, bytes]
             (b":status", b"200"),
             (b"content-type", b"application/grpc"),
             (b"grpc-status", b"%d" % err.grpc_status),
-            (b"grpc-message", _grpc_message(err.reason)),
+            (b"grpc-message", grpc_message(err.reason)),
             (b"l5d-proxy-error", reason),
         ]
         return 200, err.grpc_status, encode_block(fields)

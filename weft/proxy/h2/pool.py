@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from functools import partial
 
 from weft.proxy.context import ConnContext
 from weft.proxy.discovery import Endpoint
 from weft.proxy.errors import connect_error, errno_label, upstream_reset
 from weft.proxy.h2 import frames as fr
 from weft.proxy.h2.connection import Exchange, H2Conn, Leg, flush_all
-from weft.proxy.h2.heads import Head
+from weft.proxy.h2.heads import Head, block_fields
 
 log = logging.getLogger("weft.proxy.http2")
 
@@ -159,6 +160,10 @@ class ClientConn(H2Conn):
             ):
                 self.retry_response(leg, down, head)
                 return
+            tap = exchange.tap
+            if tap is not None and head.status >= 200:
+                fields = partial(block_fields, head.block)
+                tap.response_init(time.monotonic(), head.status, fields)
         if head.grpc_status is not None:
             exchange.grpc_status = head.grpc_status
         self.forward_headers(leg, head, end)

@@ -1,0 +1,1 @@
+"""Prometheus for the mesh: its configuration, the targets it scrapes and its command line."""
