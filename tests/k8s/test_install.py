@@ -91,8 +91,11 @@ def test_install_applies_and_every_object_passes_a_server_dry_run(
     assert sorted(d["metadata"]["name"] for d in deployments) == [
         "weft-destination",
         "weft-identity",
+        "weft-metrics-api",
+        "weft-prometheus",
         "weft-proxy-injector",
         "weft-sp-validator",
+        "weft-tap",
     ]
     json_output = weft(kube, "install", "-o", "json")
     assert json.loads(json_output.stdout)["kind"] == "List"
@@ -261,7 +264,7 @@ def test_check_fails_with_a_hint_on_a_wrong_ca_bundle_and_upgrade_repairs_it(
     def second_replicas_ready() -> bool:
         kube.mark_ready(NS)
         ready = kube.kubectl_json("get", "deployments", "-n", NS)["items"]
-        return all(d.get("status", {}).get("readyReplicas") == 2 for d in ready)
+        return all(d.get("status", {}).get("readyReplicas") == d["spec"]["replicas"] for d in ready)
 
     wait_for(second_replicas_ready, 60, what="two ready replicas of each component", interval=0.5)
     done = check(kube)

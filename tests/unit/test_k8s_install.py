@@ -85,6 +85,9 @@ def test_least_privilege_rbac() -> None:
         {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]}
     ]
     assert "weft-weft-sp-validator" not in roles  # it reads nothing from the API
+    assert roles["weft-weft-prometheus"] == [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}
+    ]
     for rules in roles.values():
         for rule in rules:
             assert "*" not in rule["verbs"] and "*" not in rule["resources"]
@@ -177,3 +180,23 @@ def test_yaml_output_is_plain_documents() -> None:
     assert "&id" not in text and "*id" not in text
     docs = list(yaml.safe_load_all(text))
     assert docs == render(VALUES, fixed_secrets())
+
+
+def test_prometheus_runs_its_own_image_with_kubernetes_discovery_and_one_replica() -> None:
+    objects = render(VALUES.replace(ha=True), fixed_secrets())
+    (deployment,) = [
+        o
+        for o in objects
+        if o["kind"] == "Deployment" and o["metadata"]["name"] == "weft-prometheus"
+    ]
+    assert deployment["spec"]["replicas"] == 1
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "prom/prometheus:v2.53.0"
+    assert container["command"][0] == "/bin/prometheus"
+    assert {"name": "GOMEMLIMIT", "value": "256MiB"} in container["env"]
+    (config,) = [o for o in objects if o["metadata"]["name"] == "weft-prometheus-config"]
+    jobs = yaml.safe_load(config["data"]["prometheus.yml"])["scrape_configs"]
+    assert [j["job_name"] for j in jobs] == ["prometheus", "weft-controller", "weft-proxy"]
+    assert jobs[2]["kubernetes_sd_configs"] == [{"role": "pod"}]
+    others = [o for o in objects if o["kind"] == "Deployment" and o is not deployment]
+    assert all(o["spec"]["replicas"] == 3 for o in others)

@@ -1,5 +1,7 @@
 """The control-plane components ``weft install`` deploys: one :class:`Component` each, in one
-list (pure). Every component runs from the one weft image as ``weft controller <name>``.
+list (pure). Every weft component runs from the one weft image as ``weft controller <name>``;
+Prometheus runs from its own image, with the configuration
+:mod:`weft.controller.prometheus.config` writes for Kubernetes discovery.
 
 A component says what it serves (its port, admin port and Service port), what it may do in the
 Kubernetes API (its ClusterRole rules: least privilege, nothing when it needs nothing), and which
@@ -11,12 +13,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
+from weft.controller.prometheus.config import PrometheusSettings
+from weft.controller.prometheus.launch import PrometheusLaunch
 from weft.k8s.install.values import InstallValues
 
 Obj = dict[str, Any]
-Mount = Literal["trust-roots", "issuer", "identity-token", "webhook-tls", "config"]
+Mount = Literal[
+    "trust-roots",
+    "issuer",
+    "identity-token",
+    "webhook-tls",
+    "config",
+    "prometheus-config",
+    "prometheus-data",
+]
 
 # Where the mounts land in a component's container.
 TRUST_ROOTS_DIR = "/var/run/weft/identity/trust-roots"
@@ -30,11 +43,20 @@ IDENTITY_AUDIENCE = "identity.l5d.io"
 TLS_DIR = "/var/run/weft/tls"
 CONFIG_DIR = "/var/run/weft/config"
 CONFIG_KEY = "values"
+PROMETHEUS_CONFIG_DIR = "/etc/prometheus"
+PROMETHEUS_CONFIG_KEY = "prometheus.yml"
+PROMETHEUS_DATA_DIR = "/prometheus"
+PROMETHEUS_BINARY = "/bin/prometheus"  # in the prom/prometheus image
+PROMETHEUS_UID = 65534  # nobody, as the prom/prometheus image runs
+CONTROLLER_UID = 2103
 
 IDENTITY_PORT = 8080
 DESTINATION_PORT = 8086
 WEBHOOK_PORT = 8443
 WEBHOOK_SERVICE_PORT = 443
+TAP_PORT = 8088
+METRICS_API_PORT = 8085
+PROMETHEUS_PORT = 9090
 
 
 def _rule(groups: list[str], resources: list[str], verbs: list[str]) -> Obj:
@@ -51,12 +73,27 @@ class Component:
     name: str
     port: int
     port_name: str
-    admin_port: int
+    admin_port: int | None  # None: no admin server (``admin-http``, scraped as a controller)
     args: Callable[[InstallValues], list[str]]
     service_port: int = 0  # 0: the same as ``port``
     rules: tuple[Obj, ...] = ()
     mounts: tuple[Mount, ...] = ()
     webhook: Literal["mutating", "validating", None] = None
+    image: Callable[[InstallValues], str] | None = None  # None: the weft image
+    user: int = CONTROLLER_UID
+    env: Callable[[InstallValues], dict[str, str]] | None = None
+    # (readiness path, liveness path, port); None: /ready and /live on the admin port.
+    probes: tuple[str, str, int] | None = None
+    # False: one replica even with --ha (replicas of Prometheus would disagree).
+    scalable: bool = True
+
+    @property
+    def probe_paths(self) -> tuple[str, str, int]:
+        """Where the kubelet checks readiness and liveness."""
+        if self.probes is not None:
+            return self.probes
+        assert self.admin_port is not None, f"{self.name} has neither probes nor an admin port"
+        return "/ready", "/live", self.admin_port
 
     @property
     def resource_name(self) -> str:
@@ -101,9 +138,7 @@ def _destination(values: InstallValues) -> list[str]:
     return [
         *_common(values, "destination", DESTINATION_PORT, 9996),
         "--cluster-domain", values.cluster_domain,
-        "--trust-anchors-file", f"{TRUST_ROOTS_DIR}/{TRUST_ROOTS_KEY}",
-        "--identity-addr", service_host(values, "identity", IDENTITY_PORT),
-        "--token-file", f"{TOKEN_DIR}/{TOKEN_FILE}",
+        *_own_identity(values),
     ]  # fmt: skip
 
 
@@ -122,6 +157,55 @@ def _webhook_args(name: str, admin_port: int) -> Callable[[InstallValues], list[
     return args
 
 
+def _own_identity(values: InstallValues) -> list[str]:
+    """Options of a component that gets its own certificate from the identity service."""
+    return [
+        "--trust-anchors-file", f"{TRUST_ROOTS_DIR}/{TRUST_ROOTS_KEY}",
+        "--identity-addr", service_host(values, "identity", IDENTITY_PORT),
+        "--token-file", f"{TOKEN_DIR}/{TOKEN_FILE}",
+    ]  # fmt: skip
+
+
+def _tap(values: InstallValues) -> list[str]:
+    users = f"system:serviceaccount:{values.namespace}:weft-web"
+    return [
+        *_common(values, "tap", TAP_PORT, 9998),
+        "--cluster-domain", values.cluster_domain,
+        *_own_identity(values),
+        "--authorized-users", values.tap_authorized_users or users,
+    ]  # fmt: skip
+
+
+def _metrics_api(values: InstallValues) -> list[str]:
+    return [
+        *_common(values, "metrics-api", METRICS_API_PORT, 9995),
+        "--cluster-domain", values.cluster_domain,
+        "--prometheus-url", "http://" + service_host(values, "prometheus", PROMETHEUS_PORT),
+    ]  # fmt: skip
+
+
+def prometheus_launch(values: InstallValues) -> PrometheusLaunch:
+    """The Prometheus server's command line in its pod."""
+    return PrometheusLaunch(
+        config_file=Path(PROMETHEUS_CONFIG_DIR) / PROMETHEUS_CONFIG_KEY,
+        data_dir=Path(PROMETHEUS_DATA_DIR),
+        listen=f"0.0.0.0:{PROMETHEUS_PORT}",
+        retention_time=values.prometheus_retention,
+        binary=PROMETHEUS_BINARY,
+    )
+
+
+def prometheus_settings(values: InstallValues) -> PrometheusSettings:
+    """prometheus.yml's settings: Kubernetes pod discovery and Linkerd's relabelling."""
+    return PrometheusSettings(
+        scrape_interval=values.prometheus_scrape_interval,
+        evaluation_interval=values.prometheus_scrape_interval,
+        control_namespace=values.namespace,
+        self_target=f"localhost:{PROMETHEUS_PORT}",
+        discovery="kubernetes",
+    )
+
+
 WORKLOAD_READ = (
     _rule([""], ["pods", "services"], READ),
     _rule(["discovery.k8s.io"], ["endpointslices"], READ),
@@ -129,6 +213,13 @@ WORKLOAD_READ = (
     _rule(["split.smi-spec.io"], ["trafficsplits"], READ),
 )
 TOKEN_REVIEW = _rule(["authentication.k8s.io"], ["tokenreviews"], ["create"])
+INVENTORY_READ = (
+    _rule([""], ["namespaces", "pods", "services"], READ),
+    _rule(["apps"], ["deployments"], READ),
+    _rule(["batch"], ["jobs"], READ),
+    _rule(["linkerd.io"], ["serviceprofiles"], READ),
+    _rule(["split.smi-spec.io"], ["trafficsplits"], READ),
+)
 
 COMPONENTS: tuple[Component, ...] = (
     Component(
@@ -169,6 +260,37 @@ COMPONENTS: tuple[Component, ...] = (
         service_port=WEBHOOK_SERVICE_PORT,
         mounts=("webhook-tls",),
         webhook="validating",
+    ),
+    Component(
+        "tap",
+        TAP_PORT,
+        "http",
+        9998,
+        _tap,
+        rules=(_rule([""], ["pods", "services"], READ), TOKEN_REVIEW),
+        mounts=("trust-roots", "identity-token"),
+    ),
+    Component(
+        "metrics-api",
+        METRICS_API_PORT,
+        "http",
+        9995,
+        _metrics_api,
+        rules=INVENTORY_READ,
+    ),
+    Component(
+        "prometheus",
+        PROMETHEUS_PORT,
+        "http",
+        None,
+        lambda values: prometheus_launch(values).command(),
+        rules=(_rule([""], ["pods"], READ),),
+        mounts=("prometheus-config", "prometheus-data"),
+        image=lambda values: values.prometheus_image,
+        user=PROMETHEUS_UID,
+        env=lambda values: prometheus_launch(values).env(),
+        probes=("/-/ready", "/-/healthy", PROMETHEUS_PORT),
+        scalable=False,
     ),
 )
 

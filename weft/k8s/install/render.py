@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from weft.controller.prometheus.config import render_config
 from weft.identity import trust
 from weft.identity.certs import certs_to_pem, key_to_pem, not_after
 from weft.k8s.install import components as c
@@ -34,7 +35,7 @@ CONFIG_MAP = "weft-config"
 TRUST_ROOTS = "weft-identity-trust-roots"
 ISSUER_SECRET = "weft-identity-issuer"
 ISSUER_EXPIRY = "weft.io/identity-issuer-expiry"
-CONTROLLER_UID = 2103
+PROMETHEUS_CONFIG = "weft-prometheus-config"
 INJECTOR_WEBHOOK = "weft-proxy-injector-webhook-config"
 VALIDATOR_WEBHOOK = "weft-sp-validator-webhook-config"
 
@@ -129,42 +130,52 @@ def _volumes(comp: c.Component) -> tuple[list[Obj], list[Obj]]:
         ),
         "webhook-tls": ({"secret": {"secretName": webhook_secret(comp.name)}}, c.TLS_DIR),
         "config": ({"configMap": {"name": CONFIG_MAP}}, c.CONFIG_DIR),
+        "prometheus-config": (
+            {"configMap": {"name": PROMETHEUS_CONFIG}},
+            c.PROMETHEUS_CONFIG_DIR,
+        ),
+        "prometheus-data": ({"emptyDir": {}}, c.PROMETHEUS_DATA_DIR),
     }
     volumes, mounts = [], []
     for mount in comp.mounts:
         source, path = specs[mount]
         volumes.append({"name": mount, **source})
-        mounts.append({"name": mount, "mountPath": path, "readOnly": True})
+        mount_spec: Obj = {"name": mount, "mountPath": path}
+        if "emptyDir" not in source:
+            mount_spec["readOnly"] = True
+        mounts.append(mount_spec)
     return volumes, mounts
 
 
 def _deployment(comp: c.Component, values: InstallValues) -> Obj:
     selector = {COMPONENT_LABEL: comp.name, CONTROL_PLANE_NS_LABEL: values.namespace}
     volumes, mounts = _volumes(comp)
-    probe_port = comp.admin_port
+    ready, live, probe_port = comp.probe_paths
+    ports = [{"name": comp.port_name, "containerPort": comp.port}]
+    if comp.admin_port is not None:
+        ports.append({"name": "admin-http", "containerPort": comp.admin_port})
     container: Obj = {
         "name": comp.name,
-        "image": values.image_ref,
+        "image": values.image_ref if comp.image is None else comp.image(values),
         "imagePullPolicy": values.image_pull_policy,
         "command": comp.args(values),
-        "ports": [
-            {"name": comp.port_name, "containerPort": comp.port},
-            {"name": "admin-http", "containerPort": comp.admin_port},
-        ],
-        "readinessProbe": {"httpGet": {"path": "/ready", "port": probe_port}, "periodSeconds": 5},
+        "ports": ports,
+        "readinessProbe": {"httpGet": {"path": ready, "port": probe_port}, "periodSeconds": 5},
         "livenessProbe": {
-            "httpGet": {"path": "/live", "port": probe_port},
+            "httpGet": {"path": live, "port": probe_port},
             "initialDelaySeconds": 10,
         },
         "securityContext": {
             "runAsNonRoot": True,
-            "runAsUser": CONTROLLER_UID,
+            "runAsUser": comp.user,
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,
             "capabilities": {"drop": ["ALL"]},
             "seccompProfile": {"type": "RuntimeDefault"},
         },
     }
+    if comp.env is not None:
+        container["env"] = [{"name": k, "value": v} for k, v in comp.env(values).items()]
     if mounts:
         container["volumeMounts"] = mounts
     if values.ha:
@@ -177,7 +188,7 @@ def _deployment(comp: c.Component, values: InstallValues) -> Obj:
     }
     if volumes:
         pod_spec["volumes"] = volumes
-    if values.ha:
+    if values.ha and comp.scalable:
         pod_spec["affinity"] = {
             "podAntiAffinity": {
                 "preferredDuringSchedulingIgnoredDuringExecution": [
@@ -197,7 +208,7 @@ def _deployment(comp: c.Component, values: InstallValues) -> Obj:
         "kind": "Deployment",
         "metadata": _meta(comp.resource_name, values, comp.name),
         "spec": {
-            "replicas": values.replicas,
+            "replicas": values.replicas if comp.scalable else 1,
             "selector": {"matchLabels": selector},
             "template": {
                 "metadata": {
@@ -371,6 +382,12 @@ def render(values: InstallValues, secrets: Secrets) -> list[Obj]:
             "kind": "ConfigMap",
             "metadata": _meta(CONFIG_MAP, values),
             "data": {c.CONFIG_KEY: values.to_json()},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": _meta(PROMETHEUS_CONFIG, values, "prometheus"),
+            "data": {c.PROMETHEUS_CONFIG_KEY: render_config(c.prometheus_settings(values))},
         },
         {
             "apiVersion": "v1",

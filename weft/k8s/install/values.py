@@ -48,6 +48,11 @@ class InstallValues:
     proxy_cpu_limit: str = ""
     proxy_memory_request: str = ""
     proxy_memory_limit: str = ""
+    prometheus_image: str = "prom/prometheus:v2.53.0"
+    prometheus_scrape_interval: str = "10s"
+    prometheus_retention: str = "6h"
+    # Who may tap (token review user names); "" means the dashboard's service account.
+    tap_authorized_users: str = ""
 
     @property
     def replicas(self) -> int:
