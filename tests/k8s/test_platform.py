@@ -216,6 +216,9 @@ async def test_watches_survive_cut_connections_and_compaction(kube: KubeCluster)
         await asyncio.to_thread(kube.mark_pod, ns, first, "192.0.2.21")
         await get.wait({"192.0.2.21"}, "the first ready pod")
         slices = platform.informers["EndpointSlice"]
+        # The destination service follows the informer's watch (not repeated lists).
+        assert slices.subscribers >= 1
+        assert all(i.subscribers >= 1 for i in platform.informers.values())
 
         # The watch connections die; the change made meanwhile still arrives.
         connections = relay.accepted

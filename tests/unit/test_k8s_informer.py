@@ -3,13 +3,16 @@ EndpointSlices as Endpoints; TokenReview statuses."""
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import Any, cast
 
 import pytest
 
 from weft.k8s.cache import ObjectCache
+from weft.k8s.client import KubeClient, KubeError
 from weft.k8s.endpointslices import EndpointsView, endpoints_for
-from weft.k8s.informer import MAX_BACKOFF, backoff_delay, decode_line
+from weft.k8s.informer import MAX_BACKOFF, Expired, Informer, backoff_delay, decode_line
+from weft.k8s.kinds import api_kind
 from weft.k8s.platform import review_from_status
 from weft.platform import WatchEvent
 
@@ -131,3 +134,26 @@ def test_token_review_statuses() -> None:
     assert user.user == "alice"
     refused = review_from_status({"authenticated": False, "error": "invalid bearer token"})
     assert not refused.authenticated and refused.reason == "invalid bearer token"
+
+
+def test_the_informer_follows_events_bookmarks_and_expiry() -> None:
+    informer = Informer(cast(KubeClient, None), api_kind("Pod"))
+    _, sub = informer.subscribe()
+    informer._handle(json.dumps({"type": "ADDED", "object": obj("a", "5")}).encode())
+    assert informer.resource_version == "5"
+    event = sub.queue.get_nowait()
+    assert (
+        event is not None and event.object["kind"] == "Pod" and event.object["apiVersion"] == "v1"
+    )
+    bookmark = {"type": "BOOKMARK", "object": {"kind": "Pod", "metadata": {"resourceVersion": "9"}}}
+    informer._handle(json.dumps(bookmark).encode())
+    assert informer.resource_version == "9"
+    assert sub.queue.empty()  # a bookmark is no change
+    gone = {"type": "ERROR", "object": {"kind": "Status", "code": 410, "message": "too old"}}
+    with pytest.raises(Expired):
+        informer._handle(json.dumps(gone).encode())
+    other = {"type": "ERROR", "object": {"kind": "Status", "code": 500, "message": "boom"}}
+    with pytest.raises(KubeError):
+        informer._handle(json.dumps(other).encode())
+    with pytest.raises(ValueError):
+        informer._handle(json.dumps({"type": "WEIRD", "object": {}}).encode())

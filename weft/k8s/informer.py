@@ -66,7 +66,7 @@ def backoff_delay(attempt: int) -> float:
     return random.uniform(ceiling / 2, ceiling)
 
 
-@dataclass
+@dataclass(eq=False)
 class Subscription:
     """A subscriber's queue of events; ``None`` in the queue means the informer stopped."""
 
@@ -106,6 +106,11 @@ class Informer:
         sub = Subscription()
         self._subscribers.add(sub)
         return self.cache.items(), sub
+
+    @property
+    def subscribers(self) -> int:
+        """How many subscriptions are open."""
+        return len(self._subscribers)
 
     def unsubscribe(self, sub: Subscription) -> None:
         """Stop delivering events to ``sub``."""
