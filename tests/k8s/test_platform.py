@@ -33,6 +33,7 @@ from weft.controller.identity.service import IdentityService
 from weft.identity import certs
 from weft.k8s.install.crds import service_profile_crd, traffic_split_crd
 from weft.k8s.platform import KubernetesPlatform
+from weft.platform import PlatformError
 
 pytestmark = [pytest.mark.k8s, pytest.mark.anyio]
 
@@ -218,7 +219,7 @@ async def test_watches_survive_cut_connections_and_compaction(kube: KubeCluster)
         slices = platform.informers["EndpointSlice"]
         # The destination service follows the informer's watch (not repeated lists).
         assert slices.subscribers >= 1
-        assert all(i.subscribers >= 1 for i in platform.informers.values())
+        assert all(platform.informers[k].subscribers >= 1 for k in ("Pod", "Service"))
 
         # The watch connections die; the change made meanwhile still arrives.
         connections = relay.accepted
@@ -367,3 +368,26 @@ async def test_identity_accepts_a_service_account_token_and_refuses_a_forged_one
         await channel.close()
         await server.stop(0)
         await platform.close()
+
+
+async def test_list_fails_fast_while_the_api_is_unreachable_then_recovers(
+    kube: KubeCluster,
+) -> None:
+    async with relayed(kube) as (relay, kubeconfig):
+        relay.hold()
+        platform = KubernetesPlatform(str(kubeconfig))
+        try:
+            async with asyncio.timeout(TIMEOUT):
+                with pytest.raises(PlatformError, match="cannot list Namespace"):
+                    await platform.list("Namespace")
+            relay.release()
+            async with asyncio.timeout(TIMEOUT):
+                while True:
+                    try:
+                        names = [n["metadata"]["name"] for n in await platform.list("Namespace")]
+                        break
+                    except PlatformError:
+                        await asyncio.sleep(0.2)  # the informer retries with back-off
+            assert "default" in names
+        finally:
+            await platform.close()

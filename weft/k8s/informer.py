@@ -81,6 +81,10 @@ class Informer:
         self.kind = kind
         self.cache = ObjectCache()
         self.synced = asyncio.Event()
+        # Set once the first list has been tried, whatever came of it; ``error`` says why
+        # the latest attempt failed.
+        self._tried = asyncio.Event()
+        self.error = ""
         self.resource_version = ""
         self.relists = 0
         self.reconnects = 0
@@ -100,6 +104,12 @@ class Informer:
             self._task = None
         for sub in self._subscribers:
             sub.queue.put_nowait(None)
+
+    async def wait_synced(self) -> None:
+        """Return once the cache holds a list; :class:`KubeError` if listing has failed so far."""
+        await self._tried.wait()
+        if not self.synced.is_set():
+            raise KubeError(0, f"cannot list {self.kind.kind}: {self.error}")
 
     def subscribe(self) -> tuple[list[Obj], Subscription]:
         """The current objects and a subscription to every change after them."""
@@ -137,6 +147,7 @@ class Informer:
                 break
         self._publish(self.cache.relist(items))
         self.synced.set()
+        self._tried.set()
 
     async def _watch(self) -> None:
         seconds = random.randint(*WATCH_SECONDS)
@@ -208,6 +219,8 @@ class Informer:
                 attempt += 1
                 delay = backoff_delay(attempt)
             except Exception as exc:  # anything but cancellation: keep the informer alive
+                self.error = str(exc)
+                self._tried.set()
                 attempt += 1
                 self.reconnects += 1
                 delay = backoff_delay(attempt)

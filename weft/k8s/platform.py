@@ -86,9 +86,10 @@ class KubernetesPlatform:
         return "EndpointSlice" if kind == "Endpoints" else kind
 
     async def list(self, kind: str, namespace: str | None = None) -> list[Obj]:
-        """The current objects of ``kind`` (from the informer, once it has listed)."""
+        """The current objects of ``kind`` (from the informer, once it has listed; a
+        :class:`PlatformError` while it cannot list, e.g. a CRD not installed)."""
         informer = await self.informer(self._source(kind))
-        await informer.synced.wait()
+        await informer.wait_synced()
         if kind != "Endpoints":
             return informer.cache.items(namespace)
         view = EndpointsView()
@@ -99,7 +100,7 @@ class KubernetesPlatform:
     async def watch(self, kind: str, namespace: str | None = None) -> AsyncIterator[WatchEvent]:
         """``ADDED`` for every current object, then every change, until cancelled."""
         informer = await self.informer(self._source(kind))
-        await informer.synced.wait()
+        await informer.wait_synced()
         current, sub = informer.subscribe()
         view = EndpointsView() if kind == "Endpoints" else None
 
