@@ -2,9 +2,9 @@
 
 One cluster (Prometheus scraping every second) serves the module. In the meshed namespace
 ``viz`` a ``client`` pod sends a known mix through its proxy to ``server`` (backend.py): four
-``/ok`` for one ``/status/500`` and one ``/sleep/50``, at a fixed rate, so the golden numbers are
+``/ok`` for one ``/status/500`` and one ``/sleep/200``, at a fixed rate, so the golden numbers are
 known in advance: success 5/6, the rate the load was paced at, p50 fast and p95/p99 in the
-50-100 ms bucket. ``flaky`` fails half of ``/flaky`` at random behind a retryable route.
+200-300 ms bucket. ``flaky`` fails half of ``/flaky`` at random behind a retryable route.
 
 Every figure is read the way a user reads it: ``weft stat|routes|edges|tap|check`` run as
 commands, their JSON parsed.
@@ -43,9 +43,9 @@ TAP_CLIENT = APPS / "tap_client.py"
 DOMAIN = "cluster.local"
 
 RATE = 24.0  # requests per second of the mixed load
-MIX = "/ok,/ok,/ok,/ok,/status/500,/sleep/50"
+MIX = "/ok,/ok,/ok,/ok,/status/500,/sleep/200"
 SUCCESS = 5 / 6
-WINDOW = "10s"
+WINDOW = "20s"
 
 Obj = dict[str, Any]
 
@@ -240,7 +240,7 @@ def test_stat_reports_the_known_success_rate_rate_and_latency_on_both_sides(
         "--rate", str(RATE), "--threads", "4",
     )  # fmt: skip
     try:
-        # Rates over a 10 s window settle once the load has run for longer than the window and
+        # Rates over a 20 s window settle once the load has run for longer than the window and
         # Prometheus has scraped it: wait for that, then check every figure of that moment.
         def settled() -> tuple[Obj, Obj, Obj] | None:
             rows = weft_json(cluster, "stat", "deploy", "-n", NS, "-t", WINDOW)
@@ -254,11 +254,11 @@ def test_stat_reports_the_known_success_rate_rate_and_latency_on_both_sides(
                           "-t", WINDOW), "server",
             )  # fmt: skip
             for r in (server, to, frm):
-                if not (near(r["rps"], RATE, 0.15 * RATE) and near(r["success"], SUCCESS, 0.05)):
+                if not (near(r["rps"], RATE, 0.1 * RATE) and near(r["success"], SUCCESS, 0.05)):
                     return None
             return server, to, frm
 
-        figures = wait_for(settled, 90, what="stat to settle on the load", interval=1)
+        figures = wait_for(settled, 120, what="stat to settle on the load", interval=1)
         assert figures is not None
         server, to, frm = figures
         rows = weft_json(cluster, "stat", "deploy", "-n", NS, "-t", WINDOW)
@@ -268,14 +268,16 @@ def test_stat_reports_the_known_success_rate_rate_and_latency_on_both_sides(
 
     assert server["meshed"] == "1/1"
     assert row(rows, "client")["meshed"] == "1/1"
-    # The fast 4/6 (and the 500s) are the median; the 1/6 at 50 ms is above the 95th percentile.
-    assert server["latency_ms_p50"] is not None and server["latency_ms_p50"] <= 10, server
-    for q in ("latency_ms_p95", "latency_ms_p99"):
-        assert 50 < server[q] <= 100, server
-    # What the client's proxy sent (--to, --from) is what the server's received.
-    assert abs(to["rps"] - server["rps"]) <= 0.1 * RATE, (to, server)
-    assert abs(frm["rps"] - server["rps"]) <= 0.1 * RATE, (frm, server)
-    assert 50 < to["latency_ms_p95"] <= 100, to
+    # The fast 4/6 (and the 500s) are the median; the 1/6 at 200 ms is above the 95th
+    # percentile, in Linkerd's (200, 300] ms bucket, measured at both ends.
+    assert server["latency_ms_p50"] is not None and server["latency_ms_p50"] <= 50, server
+    for r in (server, to):
+        for q in ("latency_ms_p95", "latency_ms_p99"):
+            assert 200 < r[q] <= 300, r
+    # What the client's proxy sent (--to, --from) is what the server's received: each is within
+    # 10 % of the paced rate (settled above), so within 20 % of each other.
+    assert abs(to["rps"] - server["rps"]) <= 0.2 * RATE, (to, server)
+    assert abs(frm["rps"] - server["rps"]) <= 0.2 * RATE, (frm, server)
 
 
 def test_stat_lists_workloads_without_traffic_and_counts_pods(cluster: LocalCluster) -> None:
@@ -478,6 +480,27 @@ def test_tap_filters_by_method_and_destination(cluster: LocalCluster) -> None:
     assert request_events(events, "/post-last")["req"]["proxyDirection"] == "OUTBOUND"
     assert not request_events(events, "/get-not-post")
     assert not request_events(events, "/post-elsewhere")
+
+
+def test_max_rps_bounds_what_a_tap_reports(cluster: LocalCluster, tmp_path: Path) -> None:
+    load = Load(
+        cluster, f"http://server.{NS}/ok", tmp_path / "stop", "--rate", "40", "--threads", "2"
+    )
+    tap = Tap(cluster, "deploy/server", "-n", NS, "--path", "/ok", "--max-rps", "2")
+    try:
+
+        def reported() -> int:
+            return sum(1 for e in tap.seen() if "requestInitEvent" in e)
+
+        wait_for(lambda: reported() >= 2, 30, what="the tap to report under load")
+        first, start = reported(), time.monotonic()
+        wait_for(lambda: reported() >= first + 10, 30, what="ten more requests reported")
+        elapsed = time.monotonic() - start
+    finally:
+        tap.stop()
+        load.stop()
+    # At 40 requests/s ten requests take a quarter of a second; at 2/s they take four or more.
+    assert elapsed >= 4.0, elapsed
 
 
 def test_a_tap_from_another_identity_is_refused_by_the_proxy(cluster: LocalCluster) -> None:

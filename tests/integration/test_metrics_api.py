@@ -21,6 +21,7 @@ import http.client
 import json
 import math
 import socket
+import subprocess
 import threading
 import time
 import urllib.error
@@ -42,10 +43,13 @@ from tests.prometheus import PrometheusProcess, prometheus_missing
 from weft.controller.destination.addresses import MeshSettings
 from weft.controller.destination.service import DestinationService
 from weft.controller.metrics_api.api import MetricsApi
-from weft.controller.metrics_api.prometheus import PrometheusClient
+from weft.controller.metrics_api.prometheus import PrometheusClient, PrometheusError
 from weft.controller.metrics_api.server import serve_metrics_api
 from weft.controller.prometheus.config import PrometheusSettings
 from weft.controller.prometheus.server import serve_targets
+from weft.local.api_server import ApiServer
+from weft.local.cluster_config import ClusterConfig
+from weft.local.store import ObjectStore
 from weft.platform import PlatformError, TokenReview, WatchEvent
 
 pytestmark = pytest.mark.skipif(prometheus_missing() is not None, reason=str(prometheus_missing()))
@@ -166,6 +170,14 @@ class Backend(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+
+class BackendServer(ThreadingHTTPServer):
+    """The backend's server, with a listen backlog for three proxies' connections (the
+    default of 5 can drop connection attempts while the proxies open ten at once)."""
+
+    request_queue_size = 128
+    daemon_threads = True
 
 
 def send(port: int, paths: list[str], host: str = "web-svc.emojivoto:80") -> list[int]:
@@ -380,7 +392,7 @@ def has_series(prometheus: PrometheusProcess, selector: str, count: int) -> Call
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     directory = tmp_path_factory.mktemp("metrics-api")
-    backend = ThreadingHTTPServer(("127.0.0.1", 0), Backend)
+    backend = BackendServer(("127.0.0.1", 0), Backend)
     threading.Thread(target=backend.serve_forever, daemon=True).start()
     forward = ("127.0.0.1", backend.server_port)
     web = LoopbackProxy(forward, directory)
@@ -452,7 +464,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
 def test_stat_summary_counts_the_requests_sent_through_the_proxy(setup: Setup) -> None:
     paths = ["/ok"] * 60 + ["/fail"] * 20 + ["/slow"] * 20
     statuses = send(setup.web.inbound, paths[::3] + paths[1::3] + paths[2::3])
-    assert statuses.count(200) == 80 and statuses.count(500) == 20
+    assert statuses.count(200) == 80 and statuses.count(500) == 20, statuses
 
     def scraped() -> bool:
         totals = setup.prometheus.query(
@@ -685,6 +697,25 @@ def test_every_object_has_a_row_even_without_traffic(setup: Setup) -> None:
         for row in table["podGroup"]["rows"]
     }
     assert {("pod", POD), ("namespace", NS), ("service", "api-svc")} <= names
+    # With a toResource only rows with traffic to it remain: vote-bot's, of each type.
+    to_api = {"namespace": NS, "type": "deployment", "name": "api"}
+    status, answer = call(
+        setup.api,
+        "StatSummary",
+        {"selector": {"resource": {"type": "all", "namespace": NS}}, "toResource": to_api},
+    )
+    assert status == 200, answer
+    names = {
+        (row["resource"]["type"], row["resource"]["name"])
+        for table in answer["ok"]["statTables"]
+        for row in table["podGroup"]["rows"]
+    }
+    assert names == {
+        ("namespace", NS),
+        ("deployment", "vote-bot"),
+        ("pod", CLIENT_POD),
+        ("service", "api-svc"),
+    }
 
 
 @pytest.mark.parametrize(
@@ -740,6 +771,75 @@ def test_self_check_and_lists(setup: Setup) -> None:
     assert answer == {"services": [{"name": "api-svc", "namespace": NS}]}
 
 
+def test_the_documented_curl_through_the_agents_service_proxy(setup: Setup, tmp_path: Path) -> None:
+    # The node agent's real API server, whose store holds the metrics API's Service and an
+    # endpoint at the API's loopback port; curl as docs/metrics-api.md shows it.
+    port = int(setup.api.rsplit(":", 1)[1])
+    objects = (
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "weft-metrics-api", "namespace": "weft"},
+            "spec": {"ports": [{"name": "http", "port": 8085, "targetPort": 8085}]},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Endpoints",
+            "metadata": {"name": "weft-metrics-api", "namespace": "weft"},
+            "subsets": [
+                {"addresses": [{"ip": "127.0.0.1"}], "ports": [{"name": "http", "port": port}]}
+            ],
+        },
+    )
+    sock = tmp_path / "api.sock"
+
+    async def start() -> ApiServer:
+        store = ObjectStore()
+        for obj in objects:
+            store.put(obj)
+        server = ApiServer(ClusterConfig(state_dir=str(tmp_path)), store, b"k" * 32)
+        await server.start(sock)
+        return server
+
+    server = setup.loop.run(start())
+    base = "http://agent/api/v1/namespaces/weft/services/weft-metrics-api:8085/proxy/api/v1"
+    body = json.dumps(
+        {
+            "selector": {"resource": {"namespace": NS, "type": "deployment"}},
+            "timeWindow": "1m",
+            "tcpStats": True,
+        }
+    )
+    try:
+        done = subprocess.run(
+            [
+                "curl",
+                "-sS",
+                "--unix-socket",
+                str(sock),
+                "-XPOST",
+                "-d",
+                body,
+                f"{base}/StatSummary",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == 0, done.stderr
+        rows = json.loads(done.stdout)["ok"]["statTables"][0]["podGroup"]["rows"]
+        assert [r["resource"]["name"] for r in rows] == ["api", "idle", "vote-bot", "web"]
+        done = subprocess.run(
+            ["curl", "-sS", "--unix-socket", str(sock), f"{base}/SelfCheck"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert [r["status"] for r in json.loads(done.stdout)["results"]] == ["OK", "OK"]
+    finally:
+        setup.loop.run(server.close())
+
+
 def test_prometheus_stopped_is_a_503_naming_it(setup: Setup, tmp_path: Path) -> None:
     prometheus = PrometheusProcess(tmp_path / "prometheus", PrometheusSettings()).start()
     api_sock, admin_sock = listening(), listening()
@@ -752,7 +852,7 @@ def test_prometheus_stopped_is_a_503_naming_it(setup: Setup, tmp_path: Path) -> 
         status, answer = stat(base)
         assert status == 503, answer
         error = answer["error"]
-        assert error.startswith(f"prometheus at {prometheus.url}: cannot connect"), error
+        assert error == f"prometheus at {prometheus.url}: cannot connect (Connection refused)"
         assert "\n" not in error
         status, answer = call(base, "SelfCheck")
         assert [r["status"] for r in answer["results"]] == ["OK", "FAIL"]
@@ -760,6 +860,23 @@ def test_prometheus_stopped_is_a_503_naming_it(setup: Setup, tmp_path: Path) -> 
     finally:
         prometheus.stop()
         shut(setup.loop, served)
+
+
+def test_an_error_answer_from_prometheus_is_one_line_naming_it(setup: Setup) -> None:
+    client = PrometheusClient(setup.prometheus.url)
+
+    async def bad_query() -> str:
+        try:
+            await client.query("sum(response_total")
+        except PrometheusError as exc:
+            return str(exc)
+        finally:
+            await client.close()
+        return "no error"
+
+    error = setup.loop.run(bad_query())
+    assert error.startswith(f"prometheus at {setup.prometheus.url}: HTTP 400: "), error
+    assert "\n" not in error
 
 
 def test_nan_latencies_without_recent_traffic_are_null(setup: Setup) -> None:

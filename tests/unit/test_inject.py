@@ -106,7 +106,11 @@ def test_annotated_pod_matches_golden(golden: GoldenChecker) -> None:
             "config.linkerd.io/proxy-admin-shutdown": "enabled",
             "config.linkerd.io/proxy-await": "disabled",
             "config.linkerd.io/disable-identity": "false",
-            "config.linkerd.io/proxy-cpu-request": "100m",  # not weft's concern: ignored
+            "config.linkerd.io/proxy-cpu-request": "100m",
+            "config.linkerd.io/proxy-memory-limit": "64Mi",
+            "config.linkerd.io/image-pull-policy": "Always",
+            "config.linkerd.io/init-image": "registry.example/weft-init",
+            "config.linkerd.io/disable-tap": "true",
         }
     )
     template["spec"]["initContainers"] = [{"name": "migrate", "image": "web:v11"}]
@@ -482,5 +486,15 @@ def test_supported_annotations() -> None:
             "proxy-inbound-connect-timeout",
             "proxy-outbound-connect-timeout",
             "shutdown-grace-period",
+            "image-pull-policy",
+            "init-image",
+            "init-image-version",
+            "enable-external-profiles",
+            "proxy-cpu-request",
+            "proxy-cpu-limit",
+            "proxy-memory-request",
+            "proxy-memory-limit",
+            "proxy-ephemeral-storage-request",
+            "proxy-ephemeral-storage-limit",
         )
     }

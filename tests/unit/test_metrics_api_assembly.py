@@ -479,9 +479,10 @@ def test_services_front_the_pods_they_select_and_give_their_authorities() -> Non
         "web-svc.emojivoto.svc.cluster.local:80",
         "web-svc.emojivoto.svc.cluster.local:443",
     ]
-    assert (
-        inv.pods_for("job", obj("Job", "migrate"), [pod("m", "migrate", kind="Job"), pod("web-1")])[
-            0
-        ]["metadata"]["name"]
-        == "m"
-    )
+    migrate = pod("m", "migrate", kind="Job", labels={"app": "migrate"})
+    index = inv.PodIndex([migrate, pod("web-1"), pod("x", namespace="o")])
+    assert [p["metadata"]["name"] for p in index.pods_for("job", obj("Job", "migrate"))] == ["m"]
+    assert [p["metadata"]["name"] for p in index.pods_for("service", web)] == ["web-1"]
+    namespace = {"kind": "Namespace", "metadata": {"name": NS}}
+    assert len(index.pods_for("namespace", namespace)) == 2
+    assert index.pods_for("trafficsplit", obj("TrafficSplit", "s")) == []

@@ -3,6 +3,7 @@ against the real promtool and prometheus binaries where they have an opinion."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -77,6 +78,8 @@ def meshed_pod(
         PrometheusSettings(),
         PrometheusSettings(scrape_interval="1s", evaluation_interval="1s", sample_limit=100),
         PrometheusSettings(control_namespace="other-ns", self_target="127.0.0.1:19090"),
+        # No discovery="kubernetes": Debian's Prometheus is built without Kubernetes discovery
+        # ("field kubernetes_sd_configs not found"), so its promtool cannot read that config.
     ],
 )
 def test_the_config_passes_promtool(settings: PrometheusSettings, tmp_path: Path) -> None:
@@ -102,6 +105,29 @@ def test_the_config_has_the_three_jobs_discovered_from_the_targets_server() -> N
         assert jobs[name]["sample_limit"] == 50_000
     keep = jobs[PROXY_JOB]["relabel_configs"][0]
     assert keep["action"] == "keep" and keep["regex"] == "linkerd-proxy;weft"
+
+
+def test_on_kubernetes_pods_are_discovered_with_the_same_relabelling() -> None:
+    config = prometheus_config(PrometheusSettings(discovery="kubernetes", control_namespace="mesh"))
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert jobs[CONTROLLER_JOB]["kubernetes_sd_configs"] == [
+        {"role": "pod", "namespaces": {"names": ["mesh"]}}
+    ]
+    assert jobs[PROXY_JOB]["kubernetes_sd_configs"] == [{"role": "pod"}]
+    proxy = jobs[PROXY_JOB]["relabel_configs"]
+    assert proxy[0]["source_labels"] == [
+        "__meta_kubernetes_pod_container_name",
+        "__meta_kubernetes_pod_label_linkerd_io_control_plane_ns",
+    ]
+    assert proxy[1] == {
+        "source_labels": ["__meta_kubernetes_pod_container_port_name"],
+        "action": "keep",
+        "regex": "linkerd-admin",
+    }
+    targets = {rule.get("target_label") for rule in proxy}
+    assert {"namespace", "pod", "k8s_job"} <= targets
+    assert "serviceaccount" not in targets  # Kubernetes discovery has no such meta label
+    assert all("__meta_weft" not in json.dumps(rule) for rule in proxy)
 
 
 def test_the_yaml_is_the_dict() -> None:

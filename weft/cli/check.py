@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import sys
 import time
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import click
 from cryptography import x509
@@ -56,7 +57,14 @@ class CheckEnv:
         return self.cfg, self.client
 
 
-Run = Callable[[CheckEnv], AsyncGenerator[CheckResult, None]]
+class Env(Protocol):
+    """What running categories needs of their environment: a stack closed at the end."""
+
+    stack: contextlib.AsyncExitStack
+
+
+# A category's checks; it takes the environment its command made (local or Kubernetes).
+Run = Callable[[Any], AsyncGenerator[CheckResult, None]]
 
 
 @dataclass(frozen=True)
@@ -269,7 +277,7 @@ def categories(proxy: bool = False) -> list[Category]:
 
 
 async def run_checks(
-    env: CheckEnv, chosen: list[Category], echo: Callable[[str], None], output: str = "table"
+    env: Env, chosen: list[Category], echo: Callable[[str], None], output: str = "table"
 ) -> int:
     """Run the categories, printing each result as it comes (or, for ``json``, the report at
     the end); stops after a fatal failure."""
@@ -294,8 +302,38 @@ async def run_checks(
     return report.exit_code
 
 
+def _kubernetes_addressed(
+    ctx: click.Context, kubeconfig: str | None, context: str | None, pre: bool
+) -> bool:
+    """Whether the command checks Kubernetes: --kubeconfig, --context or --pre given, or
+    $KUBECONFIG set while no local cluster was named (--name/--state-dir or their variables)."""
+    if kubeconfig or context or pre:
+        return True
+    local = ("cluster_name", "state_dir")
+    named = any(
+        ctx.get_parameter_source(p) not in (None, click.core.ParameterSource.DEFAULT) for p in local
+    )
+    return bool(os.environ.get("KUBECONFIG")) and not named
+
+
 @click.command()
 @cluster_options
+@click.option(
+    "--kubeconfig",
+    default=None,
+    help="Check the Kubernetes cluster of this kubeconfig instead of a local cluster.",
+)
+@click.option("--context", default=None, help="The kubeconfig context (implies Kubernetes).")
+@click.option(
+    "-L",
+    "--control-namespace",
+    default="weft",
+    show_default=True,
+    help="Kubernetes: the control plane's namespace.",
+)
+@click.option(
+    "--pre", is_flag=True, help="Kubernetes: check that weft can be installed (implies Kubernetes)."
+)
 @click.option(
     "--wait",
     type=click.FloatRange(min=0),
@@ -311,14 +349,32 @@ async def run_checks(
     help="With --proxy: only the proxies of this namespace [default: every namespace].",
 )
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table")
+@click.pass_context
 def check(
+    ctx: click.Context,
     cluster_name: str,
     state_dir: str | None,
+    kubeconfig: str | None,
+    context: str | None,
+    control_namespace: str,
+    pre: bool,
     wait: float,
     proxy: bool,
     namespace: str | None,
     output: str,
 ) -> None:
-    """Check the local cluster, its identity trust, its control plane's API and its proxies."""
+    """Check the mesh, its identity trust, its control plane and (--proxy) its proxies.
+
+    \b
+    Which cluster: a local cluster (`weft cluster`, --name/--state-dir) by default; a
+    Kubernetes cluster when --kubeconfig, --context or --pre is given, or when $KUBECONFIG is
+    set and no local cluster is named. Exits 1 if a check fails.
+    """
+    if _kubernetes_addressed(ctx, kubeconfig, context, pre):
+        from weft.cli import check_k8s
+
+        kube_env = check_k8s.KubeCheckEnv(kubeconfig, context, control_namespace, wait, namespace)
+        chosen = check_k8s.categories(pre, proxy)
+        sys.exit(asyncio.run(run_checks(kube_env, chosen, click.echo, output)))
     env = CheckEnv(Ctx(cluster_name, state_dir), wait, namespace)
     sys.exit(asyncio.run(run_checks(env, categories(proxy), click.echo, output)))

@@ -25,7 +25,8 @@ _common = [
         "platform_spec",
         default="local:/var/lib/weft/weft/api.sock",
         show_default=True,
-        help="Where the cluster lives: local:<node agent API socket>.",
+        help="Where the cluster lives: local:<node agent API socket>, kubernetes (in-cluster "
+        "service account) or kubernetes:<kubeconfig path>.",
     ),
     click.option("--control-namespace", default="weft", show_default=True),
     click.option("--trust-domain", default="cluster.local", show_default=True),
@@ -42,14 +43,23 @@ def common_options(f: Callable[..., None]) -> Callable[..., None]:
 
 
 def open_platform(spec: str) -> Platform:
-    """The platform named by ``--platform``; exits with one line if it is unknown."""
+    """The platform named by ``--platform``; exits with one line if it is unknown.
+
+    The Kubernetes platform connects on first use, inside the component's event loop.
+    """
     kind, _, arg = spec.partition(":")
     if kind == "local" and arg:
         from weft.local.platform import LocalPlatform
 
         return LocalPlatform(Path(arg))
+    if kind == "kubernetes":
+        from weft.k8s.platform import KubernetesPlatform
+
+        return KubernetesPlatform(arg or None)
     raise click.BadParameter(
-        f"{spec!r}: expected local:<path to the node agent's api.sock>", param_hint="--platform"
+        f"{spec!r}: expected local:<path to the node agent's api.sock>, kubernetes or "
+        "kubernetes:<kubeconfig path>",
+        param_hint="--platform",
     )
 
 
@@ -379,6 +389,145 @@ def tap(
         await serve_tap(platform, settings, listen, admin, own, users, stop)
 
     run_until_signalled(main, "tap")
+
+
+def kubernetes_only(spec: str, what: str) -> str | None:
+    """The kubeconfig of a ``kubernetes[:<kubeconfig>]`` platform (None: in-cluster); any other
+    platform is a usage error, since ``what`` runs on Kubernetes only."""
+    kind, _, arg = spec.partition(":")
+    if kind != "kubernetes":
+        raise click.BadParameter(
+            f"{spec!r}: {what} runs on Kubernetes only (kubernetes or kubernetes:<kubeconfig>)",
+            param_hint="--platform",
+        )
+    return arg or None
+
+
+_tls_options = [
+    click.option(
+        "--tls-cert-file",
+        required=True,
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="The webhook's serving certificate (PEM).",
+    ),
+    click.option(
+        "--tls-key-file",
+        required=True,
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="Its private key (PEM).",
+    ),
+]
+
+
+def tls_options(f: Callable[..., None]) -> Callable[..., None]:
+    """The webhooks' serving certificate options."""
+    for option in reversed(_tls_options):
+        f = option(f)
+    return f
+
+
+@controller.command("proxy-injector")
+@common_options
+@tls_options
+@click.option("--addr", default="0.0.0.0:8443", show_default=True, help="HTTPS listen address.")
+@click.option(
+    "--config-file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The install values (the weft-config ConfigMap's `values`).",
+)
+@click.option(
+    "--trust-anchors-file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+)
+def proxy_injector(
+    platform_spec: str,
+    control_namespace: str,
+    trust_domain: str,
+    admin_addr: str,
+    log_level: str,
+    tls_cert_file: Path,
+    tls_key_file: Path,
+    addr: str,
+    config_file: Path,
+    trust_anchors_file: Path,
+) -> None:
+    """The proxy injector: a mutating admission webhook adding the proxy to new pods."""
+    from weft.k8s.install.inject_config import inject_config
+    from weft.k8s.install.values import InstallValues, ValuesError
+
+    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    kubeconfig = kubernetes_only(platform_spec, "the proxy injector")
+    try:
+        values = InstallValues.from_json(config_file.read_text()).check()
+    except ValuesError as exc:
+        raise click.BadParameter(str(exc), param_hint="--config-file") from None
+    config = inject_config(values, trust_anchors_file.read_text())
+    listen = _addr("--addr", addr)
+    admin = _addr("--admin-addr", admin_addr)
+
+    async def main(stop: asyncio.Event) -> None:
+        from weft.k8s.client import KubeClient, KubeError
+        from weft.k8s.kinds import api_kind
+        from weft.k8s.webhooks.admission import Review, Verdict
+        from weft.k8s.webhooks.injector import mutate
+        from weft.k8s.webhooks.server import Webhook, serve_webhook, tls_context
+
+        client = await KubeClient.connect(kubeconfig)
+
+        async def decide(review: Review) -> Verdict:
+            annotations: dict[str, str] = {}
+            if review.namespace:
+                try:
+                    found = await client.get(api_kind("Namespace").path(name=review.namespace))
+                    annotations = (found.get("metadata") or {}).get("annotations") or {}
+                except KubeError as exc:
+                    logging.getLogger("weft.k8s.webhooks").warning(
+                        "namespace %s: %s", review.namespace, exc
+                    )
+            return mutate(review, annotations, config)
+
+        try:
+            tls = tls_context(tls_cert_file, tls_key_file)
+            await serve_webhook(Webhook("proxy-injector", decide), listen, admin, tls, stop)
+        finally:
+            await client.close()
+
+    run_until_signalled(main, "proxy-injector")
+
+
+@controller.command("sp-validator")
+@common_options
+@tls_options
+@click.option("--addr", default="0.0.0.0:8443", show_default=True, help="HTTPS listen address.")
+def sp_validator(
+    platform_spec: str,
+    control_namespace: str,
+    trust_domain: str,
+    admin_addr: str,
+    log_level: str,
+    tls_cert_file: Path,
+    tls_key_file: Path,
+    addr: str,
+) -> None:
+    """The ServiceProfile validator: a validating admission webhook (Linkerd's rules)."""
+    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    listen = _addr("--addr", addr)
+    admin = _addr("--admin-addr", admin_addr)
+
+    async def main(stop: asyncio.Event) -> None:
+        from weft.k8s.webhooks.admission import Review, Verdict
+        from weft.k8s.webhooks.server import Webhook, serve_webhook, tls_context
+        from weft.k8s.webhooks.validator import validate
+
+        async def decide(review: Review) -> Verdict:
+            return validate(review)
+
+        tls = tls_context(tls_cert_file, tls_key_file)
+        await serve_webhook(Webhook("sp-validator", decide), listen, admin, tls, stop)
+
+    run_until_signalled(main, "sp-validator")
 
 
 @controller.command()

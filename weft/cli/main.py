@@ -20,6 +20,7 @@ COMMANDS = {
     "edges": ("weft.cli.edges", "edges"),
     "identity": ("weft.cli.identity", "identity"),
     "inject": ("weft.cli.inject", "inject"),
+    "install": ("weft.cli.install", "install"),
     "profile": ("weft.cli.profile", "profile"),
     "proxy": ("weft.cli.proxy", "proxy"),
     "proxy-init": ("weft.cli.proxy_init", "proxy_init"),
@@ -27,6 +28,9 @@ COMMANDS = {
     "stat": ("weft.cli.stat", "stat"),
     "tap": ("weft.cli.tap", "tap"),
     "top": ("weft.cli.top", "top"),
+    "uninject": ("weft.cli.uninject", "uninject"),
+    "uninstall": ("weft.cli.uninstall", "uninstall"),
+    "upgrade": ("weft.cli.upgrade", "upgrade"),
 }
 
 

@@ -17,10 +17,14 @@ from weft.inject.config import InjectConfig
 from weft.local.proxy_init import normalise_ports
 from weft.proxy.config import ConfigError, parse_duration
 from weft.proxy.log import LogFilterError, parse_filter
+from weft.resources.profiles import parse_quantity
 
 INJECT_ANNOTATION = "linkerd.io/inject"
 CONFIG_PREFIX = "config.linkerd.io/"
 INJECT_MODES = ("enabled", "disabled", "ingress")
+PULL_POLICIES = ("Always", "IfNotPresent", "Never")
+# A namespace label (not a proxy setting) that exempts the namespace from the webhooks.
+ADMISSION_WEBHOOKS = "config.linkerd.io/admission-webhooks"
 
 
 class InjectError(ValueError):
@@ -55,6 +59,29 @@ class ProxySettings:
     inbound_connect_timeout: str | None = None
     outbound_connect_timeout: str | None = None
     shutdown_grace_period: str | None = None
+    image_pull_policy: str | None = None
+    init_image: str | None = None
+    init_image_version: str | None = None
+    external_profiles: bool = False
+    cpu_request: str | None = None
+    cpu_limit: str | None = None
+    memory_request: str | None = None
+    memory_limit: str | None = None
+    ephemeral_storage_request: str | None = None
+    ephemeral_storage_limit: str | None = None
+
+    def resources(self) -> dict[str, dict[str, str]]:
+        """The proxy container's ``resources`` (empty when nothing was set)."""
+        out: dict[str, dict[str, str]] = {}
+        for bound in ("request", "limit"):
+            section = {
+                name.replace("_", "-"): value
+                for name in ("cpu", "memory", "ephemeral_storage")
+                if (value := getattr(self, f"{name}_{bound}"))
+            }
+            if section:
+                out[f"{bound}s"] = section
+        return out
 
 
 def _port(text: str) -> int:
@@ -104,6 +131,21 @@ def _duration(text: str) -> str:
     return text.strip()
 
 
+def _quantity(text: str) -> str:
+    try:
+        parse_quantity(text.strip())
+    except ValueError:
+        raise ValueError(f"invalid quantity {text!r} (expected e.g. 100m, 64Mi)") from None
+    return text.strip()
+
+
+def _pull_policy(text: str) -> str:
+    value = text.strip()
+    if value not in PULL_POLICIES:
+        raise ValueError(f"invalid value {text!r} (expected {', '.join(PULL_POLICIES)})")
+    return value
+
+
 def _choice(true: str, false: str) -> Callable[[str], bool]:
     def parse(text: str) -> bool:
         value = text.strip().lower()
@@ -136,9 +178,43 @@ _CONFIG: dict[str, tuple[str, Callable[[str], Any]]] = {
     "proxy-inbound-connect-timeout": ("inbound_connect_timeout", _duration),
     "proxy-outbound-connect-timeout": ("outbound_connect_timeout", _duration),
     "shutdown-grace-period": ("shutdown_grace_period", _duration),
+    "image-pull-policy": ("image_pull_policy", _pull_policy),
+    "init-image": ("init_image", _text),
+    "init-image-version": ("init_image_version", _text),
+    "enable-external-profiles": ("external_profiles", _choice("true", "false")),
+    "proxy-cpu-request": ("cpu_request", _quantity),
+    "proxy-cpu-limit": ("cpu_limit", _quantity),
+    "proxy-memory-request": ("memory_request", _quantity),
+    "proxy-memory-limit": ("memory_limit", _quantity),
+    "proxy-ephemeral-storage-request": ("ephemeral_storage_request", _quantity),
+    "proxy-ephemeral-storage-limit": ("ephemeral_storage_limit", _quantity),
 }
 
 SUPPORTED_CONFIG_ANNOTATIONS = tuple(CONFIG_PREFIX + name for name in _CONFIG)
+
+
+def unsupported_annotations(*annotation_sets: Mapping[str, Any]) -> list[str]:
+    """The ``config.linkerd.io/*`` annotations weft does not act on (reported, then ignored)."""
+    found = {
+        key
+        for annotations in annotation_sets
+        for key in annotations
+        if key.startswith(CONFIG_PREFIX)
+        and key.removeprefix(CONFIG_PREFIX) not in _CONFIG
+        and key != ADMISSION_WEBHOOKS
+    }
+    return sorted(found)
+
+
+def _check_resources(settings: ProxySettings) -> None:
+    for name in ("cpu", "memory", "ephemeral_storage"):
+        request = getattr(settings, f"{name}_request")
+        limit = getattr(settings, f"{name}_limit")
+        if request and limit and parse_quantity(limit) < parse_quantity(request):
+            kind = name.replace("_", "-")
+            raise InjectError(
+                f"proxy {kind} limit {limit} must not be less than its request {request}"
+            )
 
 
 def _string(where: str, key: str, value: object) -> str:
@@ -196,8 +272,14 @@ def resolve_settings(
         log_format=config.log_format,
         identity_disabled=config.identity_disabled,
         ingress=mode is not None and mode[0] == "ingress",
+        image_pull_policy=config.image_pull_policy or None,
+        cpu_request=config.cpu_request or None,
+        cpu_limit=config.cpu_limit or None,
+        memory_request=config.memory_request or None,
+        memory_limit=config.memory_limit or None,
     )
     settings = dataclasses.replace(settings, **overrides)
+    _check_resources(settings)
     ports = (settings.inbound_port, settings.outbound_port, settings.admin_port)
     if len({*ports, settings.control_port}) < 4:
         raise InjectError(

@@ -18,7 +18,8 @@ class InjectConfig:
 
     The local runtime runs ``proxy_command``/``proxy_init_command`` directly and ignores the
     image; in Kubernetes both containers use ``proxy_image:proxy_version``. ``extra_env`` is
-    appended to the proxy's environment (replacing a variable of the same name).
+    appended to the proxy's environment (replacing a variable of the same name). Empty
+    resource and pull-policy fields leave those unset.
     """
 
     proxy_command: tuple[str, ...] = ("weft", "proxy")
@@ -45,3 +46,11 @@ class InjectConfig:
     log_level: str = "warn,weft=info"
     log_format: str = "plain"
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    image_pull_policy: str = ""
+    cpu_request: str = ""
+    cpu_limit: str = ""
+    memory_request: str = ""
+    memory_limit: str = ""
+    # When set, the proxy proves its identity with a projected service-account token for this
+    # audience (Kubernetes), instead of the pod's default token (the local runtime's).
+    identity_token_audience: str = ""

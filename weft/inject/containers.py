@@ -17,6 +17,9 @@ PROXY_CONTAINER = "linkerd-proxy"
 IDENTITY_VOLUME = "linkerd-identity-end-entity"
 IDENTITY_DIR = "/var/run/linkerd/identity/end-entity"
 TOKEN_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+TOKEN_VOLUME = "linkerd-identity-token"
+PROJECTED_TOKEN_DIR = "/var/run/secrets/tokens"
+PROJECTED_TOKEN_SECONDS = 86400
 ENV_PREFIX = "LINKERD2_PROXY_"
 
 # How long the kubelet waits for the proxy to become ready before restarting it.
@@ -26,6 +29,24 @@ _STARTUP_FAILURE_THRESHOLD = 120
 
 def _image(settings: ProxySettings) -> str:
     return f"{settings.proxy_image}:{settings.proxy_version}"
+
+
+def _init_image(settings: ProxySettings) -> str:
+    image = settings.init_image or settings.proxy_image
+    return f"{image}:{settings.init_image_version or settings.proxy_version}"
+
+
+def _with_pull_policy(container: dict[str, Any], settings: ProxySettings) -> dict[str, Any]:
+    if settings.image_pull_policy:
+        container["imagePullPolicy"] = settings.image_pull_policy
+    return container
+
+
+def token_file(config: InjectConfig) -> str:
+    """Where the proxy reads the token it proves its identity with."""
+    if config.identity_token_audience:
+        return f"{PROJECTED_TOKEN_DIR}/{TOKEN_VOLUME}"
+    return TOKEN_FILE
 
 
 def _value(name: str, value: str) -> dict[str, Any]:
@@ -60,9 +81,9 @@ def init_container(config: InjectConfig, settings: ProxySettings) -> dict[str, A
     ]
     if settings.skip_outbound_ports:
         command += ["--outbound-ports-to-ignore", ",".join(settings.skip_outbound_ports)]
-    return {
+    container = {
         "name": INIT_CONTAINER,
-        "image": _image(settings),
+        "image": _init_image(settings),
         "command": command,
         "securityContext": {
             "allowPrivilegeEscalation": False,
@@ -72,6 +93,7 @@ def init_container(config: InjectConfig, settings: ProxySettings) -> dict[str, A
             "runAsUser": 0,
         },
     }
+    return _with_pull_policy(container, settings)
 
 
 def proxy_env(config: InjectConfig, settings: ProxySettings) -> list[dict[str, Any]]:
@@ -83,7 +105,8 @@ def proxy_env(config: InjectConfig, settings: ProxySettings) -> list[dict[str, A
         _value(p + "LOG_FORMAT", settings.log_format),
         _value(p + "DESTINATION_SVC_ADDR", config.destination_addr),
         _value(p + "DESTINATION_GET_SUFFIXES", suffixes),
-        _value(p + "DESTINATION_PROFILE_SUFFIXES", suffixes),
+        # External profiles: the proxy asks for the profile of any name, not only cluster ones.
+        _value(p + "DESTINATION_PROFILE_SUFFIXES", "." if settings.external_profiles else suffixes),
         _value(p + "CONTROL_LISTEN_ADDR", f"0.0.0.0:{settings.control_port}"),
         _value(p + "ADMIN_LISTEN_ADDR", f"0.0.0.0:{settings.admin_port}"),
         _value(p + "OUTBOUND_LISTEN_ADDR", f"127.0.0.1:{settings.outbound_port}"),
@@ -112,7 +135,7 @@ def proxy_env(config: InjectConfig, settings: ProxySettings) -> list[dict[str, A
         _value("_l5d_trustdomain", config.trust_domain),
         _value(p + "IDENTITY_DIR", IDENTITY_DIR),
         _value(p + "IDENTITY_TRUST_ANCHORS", config.trust_anchors_pem),
-        _value(p + "IDENTITY_TOKEN_FILE", TOKEN_FILE),
+        _value(p + "IDENTITY_TOKEN_FILE", token_file(config)),
         _value(p + "IDENTITY_SVC_ADDR", config.identity_addr),
         _value(p + "IDENTITY_LOCAL_NAME", _identity_name("$(_pod_sa)", "$(_pod_ns)")),
         _value(p + "IDENTITY_SVC_NAME", identity_svc),
@@ -159,11 +182,30 @@ def proxy_container(config: InjectConfig, settings: ProxySettings) -> dict[str, 
         "runAsUser": settings.proxy_uid,
         "runAsGroup": settings.proxy_gid,
     }
+    resources = settings.resources()
+    if resources:
+        container["resources"] = resources
     if not settings.identity_disabled:
-        container["volumeMounts"] = [{"name": IDENTITY_VOLUME, "mountPath": IDENTITY_DIR}]
-    return container
+        mounts: list[dict[str, Any]] = [{"name": IDENTITY_VOLUME, "mountPath": IDENTITY_DIR}]
+        if config.identity_token_audience:
+            mounts.append(
+                {"name": TOKEN_VOLUME, "mountPath": PROJECTED_TOKEN_DIR, "readOnly": True}
+            )
+        container["volumeMounts"] = mounts
+    return _with_pull_policy(container, settings)
 
 
-def identity_volume() -> dict[str, Any]:
-    """The in-memory volume holding the proxy's private key and CSR."""
-    return {"name": IDENTITY_VOLUME, "emptyDir": {"medium": "Memory"}}
+def identity_volumes(config: InjectConfig) -> list[dict[str, Any]]:
+    """The in-memory volume holding the proxy's private key and CSR, and (with a token
+    audience) the projected token the proxy proves its identity with."""
+    volumes: list[dict[str, Any]] = [{"name": IDENTITY_VOLUME, "emptyDir": {"medium": "Memory"}}]
+    if config.identity_token_audience:
+        token = {
+            "path": TOKEN_VOLUME,
+            "audience": config.identity_token_audience,
+            "expirationSeconds": PROJECTED_TOKEN_SECONDS,
+        }
+        volumes.append(
+            {"name": TOKEN_VOLUME, "projected": {"sources": [{"serviceAccountToken": token}]}}
+        )
+    return volumes

@@ -17,7 +17,8 @@ from weft.inject.containers import (
     IDENTITY_VOLUME,
     INIT_CONTAINER,
     PROXY_CONTAINER,
-    identity_volume,
+    TOKEN_VOLUME,
+    identity_volumes,
     init_container,
     proxy_container,
 )
@@ -100,7 +101,7 @@ def inject_pod_template(
     sidecars = [init_container(config, settings), proxy_container(config, settings)]
     spec["initContainers"] = [*sidecars, *(spec.get("initContainers") or ())]
     if not settings.identity_disabled:
-        spec["volumes"] = [*(spec.get("volumes") or ()), identity_volume()]
+        spec["volumes"] = [*(spec.get("volumes") or ()), *identity_volumes(config)]
     annotations.setdefault(INJECT_ANNOTATION, "ingress" if settings.ingress else "enabled")
     annotations[CREATED_BY] = f"weft/{config.weft_version}"
     annotations[PROXY_VERSION] = settings.proxy_version
@@ -140,7 +141,7 @@ def _is_sidecar(container: Any) -> bool:
 
 
 def _is_identity_volume(volume: Any) -> bool:
-    return isinstance(volume, dict) and volume.get("name") == IDENTITY_VOLUME
+    return isinstance(volume, dict) and volume.get("name") in (IDENTITY_VOLUME, TOKEN_VOLUME)
 
 
 def _is_added_label(key: Any) -> bool:

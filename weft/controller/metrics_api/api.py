@@ -51,6 +51,43 @@ def not_found(resource: r.Resource) -> NotFound:
     return NotFound(f"{resource.type}/{resource.name} not found{where}")
 
 
+class Listing:
+    """The platform's objects for one request: each (kind, namespace) is listed once, however
+    many tables of the request need it (``all`` needs the pods six times)."""
+
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+        self._lists: dict[tuple[str, str], asyncio.Future[list[Obj]]] = {}
+
+    async def get(self, kind: str, namespace: str = "") -> list[Obj]:
+        """The objects of ``kind`` in ``namespace`` ("" for all)."""
+        key = (kind, "" if kind == "Namespace" else namespace)
+        listed = self._lists.get(key)
+        if listed is None:
+            listed = self._lists[key] = asyncio.ensure_future(
+                self.platform.list(kind, key[1] or None)
+            )
+            # A request that failed early may leave a listing nobody awaits.
+            listed.add_done_callback(lambda done: done.cancelled() or done.exception())
+        return await asyncio.shield(listed)
+
+    async def objects(self, resource: r.Resource, selector: Any = ()) -> list[Obj]:
+        """The objects a resource names; raises :class:`NotFound` for a missing named one."""
+        listed = await self.get(r.KINDS[resource.type], resource.namespace)
+        if resource.name and not inv.select(resource.type, resource, listed):
+            raise not_found(resource)
+        return inv.select(resource.type, resource, listed, selector)
+
+    async def require(self, resource: r.Resource | None) -> None:
+        """Raise :class:`NotFound` if ``resource`` is a named object that does not exist."""
+        if resource is not None and resource.name and resource.type in r.KINDS:
+            await self.objects(resource)
+
+    async def pods(self, kind: str, namespace: str) -> list[Obj]:
+        """The pods the rows of ``kind`` may count (a pod row counts only itself)."""
+        return [] if kind == r.POD else await self.get("Pod", namespace)
+
+
 class MetricsApi:
     """StatSummary, TopRoutes, Edges, ListPods, ListServices and SelfCheck."""
 
@@ -66,35 +103,14 @@ class MetricsApi:
         self.settings = settings
         self.clock = clock
 
-    # -- listing ----------------------------------------------------------------------------
-
-    async def _list(self, kind: str, namespace: str = "") -> list[Obj]:
-        if kind == "Namespace":
-            return await self.platform.list(kind)
-        return await self.platform.list(kind, namespace or None)
-
-    async def _objects(self, resource: r.Resource, selector: Any = ()) -> list[Obj]:
-        """The objects a resource names; raises :class:`NotFound` for a missing named one."""
-        listed = await self._list(r.KINDS[resource.type], resource.namespace)
-        if resource.name and not inv.select(resource.type, resource, listed):
-            raise not_found(resource)
-        return inv.select(resource.type, resource, listed, selector)
-
-    async def _require(self, resource: r.Resource | None) -> None:
-        if resource is not None and resource.name and resource.type in r.KINDS:
-            await self._objects(resource)
-
-    async def _pods(self, kind: str, namespace: str) -> list[Obj]:
-        """The pods the rows of ``kind`` may count (a pod row counts only itself)."""
-        return [] if kind == r.POD else await self._list("Pod", namespace)
-
     # -- StatSummary ------------------------------------------------------------------------
 
     async def stat_summary(self, body: Any) -> dict[str, Any]:
         """``{"ok": {"statTables": [...]}}``, one table per type."""
         req = stat_summary_request(body)
-        await asyncio.gather(self._require(req.to), self._require(req.source))
-        tables = await asyncio.gather(*(self._stat_table(req, kind) for kind in req.types()))
+        lists = Listing(self.platform)
+        await asyncio.gather(lists.require(req.to), lists.require(req.source))
+        tables = await asyncio.gather(*(self._stat_table(lists, req, kind) for kind in req.types()))
         return {"ok": {"statTables": list(tables)}}
 
     async def _stats(self, plan: q.StatPlan, req: StatSummaryRequest, tcp: bool) -> Results:
@@ -102,16 +118,20 @@ class MetricsApi:
             return {}
         return await self.prometheus.query_all(q.stat_queries(plan, req.window, tcp))
 
-    async def _stat_table(self, req: StatSummaryRequest, kind: str) -> dict[str, Any]:
+    async def _stat_table(
+        self, lists: Listing, req: StatSummaryRequest, kind: str
+    ) -> dict[str, Any]:
         resource = replace(req.resource, type=kind)
         if kind == r.AUTHORITY:
             plan = q.stat_plan(resource, req.to, req.source)
             return authority_table(await self._stats(plan, req, False), plan, req.window)
         if kind == r.TRAFFIC_SPLIT:
-            return await self._split_table(req, resource)
+            if req.to is not None or req.source is not None:
+                return table([])  # type all with to/from: splits have no such view
+            return await self._split_table(lists, req, resource)
         plan = q.stat_plan(resource, req.to, req.source)
-        listing = self._objects(resource, req.selector)
-        pods = self._pods(kind, resource.namespace)
+        listing = lists.objects(resource, req.selector)
+        pods = lists.pods(kind, resource.namespace)
         objects, pods_found, results = await _listed_first(
             listing, pods, self._stats(plan, req, req.tcp_stats)
         )
@@ -126,8 +146,10 @@ class MetricsApi:
             traffic_only=req.to is not None or req.source is not None,
         )
 
-    async def _split_table(self, req: StatSummaryRequest, resource: r.Resource) -> dict[str, Any]:
-        splits = await self._objects(resource, req.selector)
+    async def _split_table(
+        self, lists: Listing, req: StatSummaryRequest, resource: r.Resource
+    ) -> dict[str, Any]:
+        splits = await lists.objects(resource, req.selector)
         plans = [
             q.split_plan(inv.namespace_of(s), str((s.get("spec") or {}).get("service", "")))
             for s in splits
@@ -145,7 +167,8 @@ class MetricsApi:
     async def top_routes(self, body: Any) -> dict[str, Any]:
         """``{"ok": {"routes": [...]}}``, one table per selected object."""
         req = top_routes_request(body)
-        profiles_task = self._list("ServiceProfile")
+        lists = Listing(self.platform)
+        profiles_task = lists.get("ServiceProfile")
         if req.resource.type == r.AUTHORITY:
             profiles = await profiles_task
             name = req.resource.name
@@ -155,20 +178,21 @@ class MetricsApi:
             ]
         else:
             objects, services, pods, profiles = await asyncio.gather(
-                self._objects(req.resource),
-                self._list("Service"),
-                self._list("Pod"),
+                lists.objects(req.resource),
+                lists.get("Service"),
+                lists.get("Pod"),
                 profiles_task,
             )
             targets = []
+            index = inv.PodIndex(pods)
             to_authorities = (
-                None if req.to is None else await self._authorities(req.to, services, pods)
+                None if req.to is None else await self._authorities(lists, req.to, services, pods)
             )
             for obj in objects:
                 namespace, name = inv.namespace_of(obj), inv.name_of(obj)
                 if to_authorities is None:
                     source = None
-                    owned = inv.pods_for(req.resource.type, obj, pods)
+                    owned = index.pods_for(req.resource.type, obj)
                     chosen = (
                         [obj]
                         if req.resource.type == r.SERVICE
@@ -202,7 +226,9 @@ class MetricsApi:
         ]
         return {"ok": {"routes": tables}}
 
-    async def _authorities(self, to: r.Resource, services: list[Obj], pods: list[Obj]) -> list[str]:
+    async def _authorities(
+        self, lists: Listing, to: r.Resource, services: list[Obj], pods: list[Obj]
+    ) -> list[str]:
         """The authorities of the Services in front of a ``toResource``."""
         if to.type == r.AUTHORITY:
             return [to.name]
@@ -211,8 +237,9 @@ class MetricsApi:
             if to.name and not chosen:
                 raise not_found(to)
         else:
-            objects = await self._objects(to)
-            owned = [pod for obj in objects for pod in inv.pods_for(to.type, obj, pods)]
+            objects = await lists.objects(to)
+            index = inv.PodIndex(pods)
+            owned = [pod for obj in objects for pod in index.pods_for(to.type, obj)]
             chosen = inv.services_for(owned, services)
         return [a for svc in chosen for a in inv.authorities(svc, self.settings.cluster_domain)]
 
@@ -222,15 +249,17 @@ class MetricsApi:
         """``{"ok": {"edges": [...]}}``."""
         req = edges_request(body)
         kind = req.resource.type
-        listing = self._list(r.KINDS[kind])
-        pods = self._list("Pod")
+        lists = Listing(self.platform)
+        listing = lists.get(r.KINDS[kind])
+        pods = lists.get("Pod")
         objects, pods_found, results = await _listed_first(
             listing, pods, self.prometheus.query_all(q.edge_queries(kind))
         )
+        index = inv.PodIndex(pods_found)
         identities = {
             object_key(obj): {
                 identity_name(pod, self.settings)
-                for pod in inv.pods_for(kind, obj, pods_found)
+                for pod in index.pods_for(kind, obj)
                 if inv.is_meshed(pod)
             }
             for obj in objects
@@ -254,17 +283,20 @@ class MetricsApi:
         namespace = req.namespace
         if req.resource is not None and req.resource.type == r.NAMESPACE:
             namespace = req.resource.name or namespace
-        pods = await self._list("Pod", namespace)
+        lists = Listing(self.platform)
+        pods = await lists.get("Pod", namespace)
         if req.resource is not None and req.resource.type != r.NAMESPACE:
             resource = replace(req.resource, namespace=req.resource.namespace or namespace)
-            objects = await self._objects(resource)
-            pods = [pod for obj in objects for pod in inv.pods_for(resource.type, obj, pods)]
+            objects = await lists.objects(resource)
+            index = inv.PodIndex(pods)
+            pods = [pod for obj in objects for pod in index.pods_for(resource.type, obj)]
         return {"pods": pod_entries(pods, self.clock())}
 
     async def list_services(self, body: Any) -> dict[str, Any]:
         """``{"services": [...]}``."""
         namespace = list_services_request(body)
-        return {"services": service_entries(await self._list("Service", namespace))}
+        services = await self.platform.list("Service", namespace or None)
+        return {"services": service_entries(services)}
 
     async def self_check(self) -> dict[str, Any]:
         """``{"results": [...]}``: can the API reach the platform and Prometheus."""

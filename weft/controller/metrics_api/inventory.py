@@ -84,19 +84,31 @@ def is_meshed(pod: Obj) -> bool:
     return proxy_container(pod) is not None
 
 
-def pods_for(kind: str, obj: Obj, pods: Iterable[Obj]) -> list[Obj]:
-    """The pods that belong to ``obj`` of type ``kind``."""
-    if kind == r.NAMESPACE:
-        return [pod for pod in pods if namespace_of(pod) == name_of(obj)]
-    if kind == r.POD:
-        return [obj]
-    namespace, name = object_key(obj)
-    local = [pod for pod in pods if namespace_of(pod) == namespace]
-    if kind == r.SERVICE:
-        return [pod for pod in local if selects(obj, pod)]
-    if kind in (r.DEPLOYMENT, r.JOB):
-        return [pod for pod in local if owner_label(pod) == (r.label(kind), name)]
-    return []
+class PodIndex:
+    """Pods by namespace and by owner, so finding an object's pods is a lookup, not a scan."""
+
+    def __init__(self, pods: Iterable[Obj]) -> None:
+        self.by_namespace: dict[str, list[Obj]] = {}
+        self.by_owner: dict[tuple[str, str, str], list[Obj]] = {}
+        for pod in pods:
+            namespace = namespace_of(pod)
+            self.by_namespace.setdefault(namespace, []).append(pod)
+            owner = owner_label(pod)
+            if owner is not None:
+                self.by_owner.setdefault((namespace, *owner), []).append(pod)
+
+    def pods_for(self, kind: str, obj: Obj) -> list[Obj]:
+        """The pods that belong to ``obj`` of type ``kind``."""
+        if kind == r.NAMESPACE:
+            return self.by_namespace.get(name_of(obj), [])
+        if kind == r.POD:
+            return [obj]
+        namespace, name = object_key(obj)
+        if kind == r.SERVICE:
+            return [pod for pod in self.by_namespace.get(namespace, []) if selects(obj, pod)]
+        if kind in (r.DEPLOYMENT, r.JOB):
+            return self.by_owner.get((namespace, r.label(kind), name), [])
+        return []
 
 
 def pod_counts(pods: Iterable[Obj]) -> PodCounts:

@@ -8,12 +8,11 @@ from typing import Any
 
 from weft.controller.destination.addresses import PROXY_CONTAINER, object_key, owner_label
 from weft.controller.metrics_api import inventory as inv
+from weft.controller.prometheus.config import COMPONENT_LABEL
+from weft.inject.inject import PROXY_VERSION
 from weft.viz import resources as r
 
 Obj = dict[str, Any]
-
-PROXY_VERSION_ANNOTATION = "linkerd.io/proxy-version"
-COMPONENT_LABEL = "weft.io/control-plane-component"
 
 
 def pod_entry(pod: Obj, now: datetime) -> dict[str, Any]:
@@ -29,7 +28,7 @@ def pod_entry(pod: Obj, now: datetime) -> dict[str, Any]:
         "status": inv.status(pod),
         "added": inv.is_meshed(pod),
         "proxyReady": _proxy_ready(status),
-        "proxyVersion": str(annotations.get(PROXY_VERSION_ANNOTATION, "")),
+        "proxyVersion": str(annotations.get(PROXY_VERSION, "")),
         "controlPlane": COMPONENT_LABEL in inv.labels_of(pod),
         "uptime": _uptime(status.get("startTime"), now),
     }

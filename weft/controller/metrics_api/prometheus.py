@@ -7,6 +7,7 @@ Every failure (unreachable, slow, an error answer, an answer that is not a vecto
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -35,7 +36,8 @@ class PrometheusClient:
         self._session: aiohttp.ClientSession | None = None
 
     def _error(self, reason: str) -> PrometheusError:
-        return PrometheusError(f"prometheus at {self.url}: {reason}")
+        one_line = " ".join(reason.split())
+        return PrometheusError(f"prometheus at {self.url}: {one_line}")
 
     async def query(self, promql: str) -> list[Sample]:
         """The instant vector ``promql`` evaluates to now."""
@@ -89,5 +91,8 @@ async def _json(rsp: aiohttp.ClientResponse) -> Any:
 
 def _reason(exc: aiohttp.ClientError) -> str:
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"cannot connect ({exc.os_error.strerror or exc.os_error})"
+        error = exc.os_error
+        # errno's text ("Connection refused"); resolver errors carry their own.
+        text = os.strerror(error.errno) if error.errno and error.errno > 0 else error.strerror
+        return f"cannot connect ({text or error})"
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -90,6 +90,7 @@ def object_table(
     """The table of an object type: one row per object (finished pods hidden)."""
     stats = basic_stats(results, plan.group_by)
     connections = tcp_stats(results, plan.group_by) if tcp else {}
+    index = inv.PodIndex(pods)
     rows = []
     for obj in objects:
         if kind == r.POD and inv.is_completed(obj):
@@ -99,7 +100,7 @@ def object_table(
             continue
         namespace = inv.name_of(obj) if kind == r.NAMESPACE else inv.namespace_of(obj)
         resource = r.Resource(kind, inv.name_of(obj), namespace)
-        counts = inv.pod_counts(inv.pods_for(kind, obj, pods))
+        counts = inv.pod_counts(index.pods_for(kind, obj))
         status = inv.status(obj) if kind == r.POD else ""
         rows.append(
             row(resource, window, counts, stats.get(key), connections.get(key), status=status)

@@ -1,0 +1,1 @@
+"""`weft install`: the control plane as Kubernetes manifests (pure builders)."""

@@ -1,0 +1,1 @@
+"""Admission webhooks: the proxy injector and the ServiceProfile validator."""
