@@ -4,7 +4,7 @@ and gRPC's message framing."""
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -529,3 +529,19 @@ def test_h2_block_fields_and_error_codes() -> None:
         assert fr.error_code(fr.error_name(code)) == code
     assert fr.error_code(fr.error_name(0x42)) == 0x42
     assert fr.error_code("timeout") is None
+
+
+def test_who_may_tap() -> None:
+    from weft.proxy.tap.server import ControlServer
+
+    tap = "weft-tap.weft.serviceaccount.identity.weft.cluster.local"
+    web = "web.emojivoto.serviceaccount.identity.weft.cluster.local"
+    server = ControlServer(Taps(), cast(Any, None), ("127.0.0.1", 0), tap)
+    assert server.denial(tap) is None
+    assert server.denial(web) == f"tap: client identity {web} is not {tap}"
+    assert server.denial(None) == f"tap: client identity (none) is not {tap}"
+    nobody = ControlServer(Taps(), cast(Any, None), ("127.0.0.1", 0), "")
+    assert nobody.denial(tap) == (
+        f"tap: client identity {tap} is not allowed (LINKERD2_PROXY_TAP_SVC_NAME unset)"
+    )
+    assert nobody.denial("") is not None
