@@ -333,6 +333,15 @@ def test_the_common_part_is_encoded_once() -> None:
     assert decode(events.response_end(t, 0, 0, False)).destination_meta.labels["pod"] == "web-1"
 
 
+def test_requests_alike_share_the_common_part() -> None:
+    first, second = tapped(), tapped()
+    other_route = tapped(route_pairs=(("rt_route", "POST /api/vote"),))
+    assert events.common(first) is events.common(second)
+    assert events.common(other_route) != events.common(first)
+    route = decode(events.response_end(other_route, 0, 0, False)).route_meta.labels
+    assert dict(route) == {"route": "POST /api/vote"}
+
+
 # -- registry: limits -----------------------------------------------------------------------
 
 

@@ -23,6 +23,8 @@ _DIRECTIONS = {
 }
 _METHODS = dict(http_types_pb2.HttpMethod.Registered.items())
 _SCHEMES = {"http": http_types_pb2.Scheme.HTTP, "https": http_types_pb2.Scheme.HTTPS}
+COMMON_CACHE_SIZE = 4096
+_COMMON: dict[tuple[object, ...], bytes] = {}
 
 
 def set_tcp_address(out: net_pb2.TcpAddress, addr: Addr | None) -> None:
@@ -54,23 +56,31 @@ def set_headers(out: http_types_pb2.Headers, fields: Fields) -> None:
 
 def set_duration(out: Duration, seconds: float) -> None:
     """Fill ``out`` with ``seconds`` (nanosecond resolution, never negative)."""
-    out.FromNanoseconds(max(0, round(seconds * 1e9)))
+    out.seconds, out.nanos = divmod(max(0, round(seconds * 1e9)), 1_000_000_000)
 
 
 def common(tapped: Tapped) -> bytes:
-    """The encoded part every event of ``tapped`` shares (encoded once)."""
+    """The encoded part every event of ``tapped`` shares: encoded once per request, and kept
+    for the next requests with the same connection, endpoint and route."""
     encoded = tapped.encoded
     if encoded is None:
         f = tapped.facts
-        event = tap_pb2.TapEvent(
-            proxy_direction=_DIRECTIONS.get(f.direction, tap_pb2.TapEvent.UNKNOWN)
-        )
-        set_tcp_address(event.source, f.source)
-        set_tcp_address(event.destination, f.destination)
-        event.source_meta.labels.update(f.src_labels)
-        event.destination_meta.labels.update(f.dst_labels)
-        event.route_meta.labels.update(f.route_labels)
-        encoded = tapped.encoded = event.SerializeToString()
+        key = f.key
+        encoded = _COMMON.get(key)
+        if encoded is None:
+            event = tap_pb2.TapEvent(
+                proxy_direction=_DIRECTIONS.get(f.direction, tap_pb2.TapEvent.UNKNOWN)
+            )
+            set_tcp_address(event.source, f.source)
+            set_tcp_address(event.destination, f.destination)
+            event.source_meta.labels.update(f.src_labels)
+            event.destination_meta.labels.update(f.dst_labels)
+            event.route_meta.labels.update(f.route_labels)
+            encoded = event.SerializeToString()
+            if len(_COMMON) >= COMMON_CACHE_SIZE:
+                _COMMON.clear()
+            _COMMON[key] = encoded
+        tapped.encoded = encoded
     return encoded
 
 
