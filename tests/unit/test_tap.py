@@ -500,8 +500,8 @@ def test_message_reader_splits_and_joins() -> None:
     for i in range(len(data)):
         out += reader.feed(data[i : i + 1])
     assert out == [b"hello", b"", b"x" * 50]
-    assert not reader.partial
-    assert reader.feed(data[:3]) == [] and reader.partial
+    assert reader.buf == b""
+    assert reader.feed(data[:3]) == [] and reader.buf == data[:3]
 
 
 def test_message_reader_refuses_compressed_and_oversized_messages() -> None:
