@@ -4,7 +4,7 @@ and gRPC's message framing."""
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -333,6 +333,15 @@ def test_the_common_part_is_encoded_once() -> None:
     assert decode(events.response_end(t, 0, 0, False)).destination_meta.labels["pod"] == "web-1"
 
 
+def test_requests_alike_share_the_common_part() -> None:
+    first, second = tapped(), tapped()
+    other_route = tapped(route_pairs=(("rt_route", "POST /api/vote"),))
+    assert events.common(first) is events.common(second)
+    assert events.common(other_route) != events.common(first)
+    route = decode(events.response_end(other_route, 0, 0, False)).route_meta.labels
+    assert dict(route) == {"route": "POST /api/vote"}
+
+
 # -- registry: limits -----------------------------------------------------------------------
 
 
@@ -491,8 +500,8 @@ def test_message_reader_splits_and_joins() -> None:
     for i in range(len(data)):
         out += reader.feed(data[i : i + 1])
     assert out == [b"hello", b"", b"x" * 50]
-    assert not reader.partial
-    assert reader.feed(data[:3]) == [] and reader.partial
+    assert reader.buf == b""
+    assert reader.feed(data[:3]) == [] and reader.buf == data[:3]
 
 
 def test_message_reader_refuses_compressed_and_oversized_messages() -> None:
@@ -529,3 +538,19 @@ def test_h2_block_fields_and_error_codes() -> None:
         assert fr.error_code(fr.error_name(code)) == code
     assert fr.error_code(fr.error_name(0x42)) == 0x42
     assert fr.error_code("timeout") is None
+
+
+def test_who_may_tap() -> None:
+    from weft.proxy.tap.server import ControlServer
+
+    tap = "weft-tap.weft.serviceaccount.identity.weft.cluster.local"
+    web = "web.emojivoto.serviceaccount.identity.weft.cluster.local"
+    server = ControlServer(Taps(), cast(Any, None), ("127.0.0.1", 0), tap)
+    assert server.denial(tap) is None
+    assert server.denial(web) == f"tap: client identity {web} is not {tap}"
+    assert server.denial(None) == f"tap: client identity (none) is not {tap}"
+    nobody = ControlServer(Taps(), cast(Any, None), ("127.0.0.1", 0), "")
+    assert nobody.denial(tap) == (
+        f"tap: client identity {tap} is not allowed (LINKERD2_PROXY_TAP_SVC_NAME unset)"
+    )
+    assert nobody.denial("") is not None

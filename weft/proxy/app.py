@@ -81,6 +81,7 @@ async def run(env: Mapping[str, str]) -> int:
         Listener(OUTBOUND, config, config.outbound, metrics, router, tracker, identity, taps=taps),
     ]
     admin = await start_admin(admin_state, *config.admin_listen)
+    log.info("admin server on %s:%s", *admin.sockets[0].getsockname()[:2])
     for listener in listeners:
         await listener.start()
     control = None

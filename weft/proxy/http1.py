@@ -463,11 +463,10 @@ class H1Server(asyncio.Protocol):
             ex.timer = None
         if ex.dispatch is not None:
             ex.dispatch.done(now, (now - ex.started) * 1000.0, status, None, error)
-        tap = ex.tap
-        if tap is not None:
+        if ex.tap is not None:
             if ex.upstream is not None:
                 ex.upstream.tap = None
-            tap.response_end(now)
+            ex.tap.response_end(now)
 
     def _start_connect(self, ex: _Exchange, endpoint: Endpoint) -> None:
         self.transport.pause_reading()
@@ -760,10 +759,9 @@ class H1Upstream(asyncio.Protocol):
         if down.draining:
             ex.keep_alive = False
         fwd = h1head.end_to_end(headers)
-        tap = ex.tap
-        if tap is not None:
-            self.tap = tap
-            tap.response_init(time.monotonic(), status, fwd.copy)
+        if ex.tap is not None:
+            self.tap = ex.tap
+            ex.tap.response_init(time.monotonic(), status, fwd.copy)
         down.write(
             h1head.response_head(
                 status, self.reason, fwd, self.down_chunked, not ex.keep_alive, ex.version
@@ -777,9 +775,8 @@ class H1Upstream(asyncio.Protocol):
         down = self.down
         if down is None or self.discarding:
             return
-        tap = self.tap
-        if tap is not None:
-            tap.response_bytes += len(body)
+        if self.tap is not None:
+            self.tap.response_bytes += len(body)
         down.write(h1head.chunk(body) if self.down_chunked else body)
 
     def on_message_complete(self) -> None:

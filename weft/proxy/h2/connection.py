@@ -138,10 +138,9 @@ class Exchange:
             grpc_status = None if error else self.grpc_status
             latency = (now - self.start) * 1000.0
             dispatch.done(now, latency, self.status, grpc_status, error)
-        tap = self.tap
-        if tap is not None:
+        if self.tap is not None:
             reset = fr.error_code(error) if error else None
-            tap.response_end(now, None if reset is not None else self.grpc_status, reset)
+            self.tap.response_end(now, None if reset is not None else self.grpc_status, reset)
 
 
 class Leg:

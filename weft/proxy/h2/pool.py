@@ -160,10 +160,9 @@ class ClientConn(H2Conn):
             ):
                 self.retry_response(leg, down, head)
                 return
-            tap = exchange.tap
-            if tap is not None and head.status >= 200:
+            if exchange.tap is not None and head.status >= 200:
                 fields = partial(block_fields, head.block)
-                tap.response_init(time.monotonic(), head.status, fields)
+                exchange.tap.response_init(time.monotonic(), head.status, fields)
         if head.grpc_status is not None:
             exchange.grpc_status = head.grpc_status
         self.forward_headers(leg, head, end)

@@ -7,7 +7,7 @@ shared part is encoded once per request and each event appends only its own byte
 
 from __future__ import annotations
 
-import ipaddress
+import socket
 
 from google.protobuf.duration_pb2 import Duration
 
@@ -21,125 +21,123 @@ _DIRECTIONS = {
     INBOUND: tap_pb2.TapEvent.INBOUND,
     OUTBOUND: tap_pb2.TapEvent.OUTBOUND,
 }
-_METHODS = frozenset(http_types_pb2.HttpMethod.Registered.keys())
+_METHODS = dict(http_types_pb2.HttpMethod.Registered.items())
 _SCHEMES = {"http": http_types_pb2.Scheme.HTTP, "https": http_types_pb2.Scheme.HTTPS}
+COMMON_CACHE_SIZE = 4096
+_COMMON: dict[tuple[object, ...], bytes] = {}
 
 
-def tcp_address(addr: Addr | None) -> net_pb2.TcpAddress:
-    """An address as ``TcpAddress`` (a host name, or no address, leaves ``ip`` unset)."""
+def set_tcp_address(out: net_pb2.TcpAddress, addr: Addr | None) -> None:
+    """Fill ``out`` with ``addr`` (a host name, or no address, leaves ``ip`` unset)."""
     if addr is None:
-        return net_pb2.TcpAddress()
-    out = net_pb2.TcpAddress(port=addr[1])
+        return
+    host, out.port = addr
     try:
-        ip = ipaddress.ip_address(addr[0])
-    except ValueError:
-        return out
-    if ip.version == 4:
-        out.ip.ipv4 = int(ip)
-    else:
-        value = int(ip)
-        out.ip.ipv6.first = value >> 64
-        out.ip.ipv6.last = value & 0xFFFF_FFFF_FFFF_FFFF
-    return out
+        out.ip.ipv4 = int.from_bytes(socket.inet_pton(socket.AF_INET, host))
+        return
+    except OSError:
+        pass
+    try:
+        value = int.from_bytes(socket.inet_pton(socket.AF_INET6, host))
+    except OSError:
+        return  # a host name
+    out.ip.ipv6.first = value >> 64
+    out.ip.ipv6.last = value & 0xFFFF_FFFF_FFFF_FFFF
 
 
-def http_method(method: str) -> http_types_pb2.HttpMethod:
-    """``HttpMethod``: registered for the nine standard methods, else unregistered."""
-    if method in _METHODS:
-        return http_types_pb2.HttpMethod(registered=method)
-    return http_types_pb2.HttpMethod(unregistered=method)
+def set_headers(out: http_types_pb2.Headers, fields: Fields) -> None:
+    """Fill ``out`` with header fields: names in lower case, HTTP/2 pseudo-headers left out."""
+    out.SetInParent()  # asked for: present even when empty
+    add = out.headers.add
+    for name, value in fields:
+        if name[:1] != b":":
+            add(name=name.decode("latin-1").lower(), value=value)
 
 
-def http_scheme(scheme: str) -> http_types_pb2.Scheme:
-    """``Scheme``: registered for http and https, else unregistered."""
-    registered = _SCHEMES.get(scheme.lower())
-    if registered is not None:
-        return http_types_pb2.Scheme(registered=registered)
-    return http_types_pb2.Scheme(unregistered=scheme)
-
-
-def headers(fields: Fields) -> http_types_pb2.Headers:
-    """``Headers`` of header fields: names in lower case, HTTP/2 pseudo-headers left out."""
-    return http_types_pb2.Headers(
-        headers=[
-            http_types_pb2.Header(name=name.decode("latin-1").lower(), value=value)
-            for name, value in fields
-            if name[:1] != b":"
-        ]
-    )
-
-
-def duration(seconds: float) -> Duration:
-    """A ``Duration`` of ``seconds`` (nanosecond resolution, never negative)."""
-    d = Duration()
-    d.FromNanoseconds(max(0, round(seconds * 1e9)))
-    return d
+def set_duration(out: Duration, seconds: float) -> None:
+    """Fill ``out`` with ``seconds`` (nanosecond resolution, never negative)."""
+    out.seconds, out.nanos = divmod(max(0, round(seconds * 1e9)), 1_000_000_000)
 
 
 def common(tapped: Tapped) -> bytes:
-    """The encoded part every event of ``tapped`` shares (encoded once)."""
+    """The encoded part every event of ``tapped`` shares: encoded once per request, and kept
+    for the next requests with the same connection, endpoint and route."""
     encoded = tapped.encoded
     if encoded is None:
         f = tapped.facts
-        event = tap_pb2.TapEvent(
-            source=tcp_address(f.source),
-            destination=tcp_address(f.destination),
-            source_meta=tap_pb2.TapEvent.EndpointMeta(labels=f.src_labels),
-            destination_meta=tap_pb2.TapEvent.EndpointMeta(labels=f.dst_labels),
-            route_meta=tap_pb2.TapEvent.RouteMeta(labels=f.route_labels),
-            proxy_direction=_DIRECTIONS.get(f.direction, tap_pb2.TapEvent.UNKNOWN),
-        )
-        encoded = tapped.encoded = event.SerializeToString()
+        key = f.key
+        encoded = _COMMON.get(key)
+        if encoded is None:
+            event = tap_pb2.TapEvent(
+                proxy_direction=_DIRECTIONS.get(f.direction, tap_pb2.TapEvent.UNKNOWN)
+            )
+            set_tcp_address(event.source, f.source)
+            set_tcp_address(event.destination, f.destination)
+            event.source_meta.labels.update(f.src_labels)
+            event.destination_meta.labels.update(f.dst_labels)
+            event.route_meta.labels.update(f.route_labels)
+            encoded = event.SerializeToString()
+            if len(_COMMON) >= COMMON_CACHE_SIZE:
+                _COMMON.clear()
+            _COMMON[key] = encoded
+        tapped.encoded = encoded
     return encoded
-
-
-def _stream_id(base: int, stream: int) -> Http.StreamId:
-    return Http.StreamId(base=base, stream=stream)
 
 
 def request_init(tapped: Tapped, base: int, stream: int, extract: bool) -> bytes:
     """The encoded RequestInit event of ``tapped`` for tap ``base``."""
     f = tapped.facts
-    init = Http.RequestInit(
-        id=_stream_id(base, stream),
-        method=http_method(f.method),
-        authority=f.authority,
-        path=f.path,
-    )
+    event = tap_pb2.TapEvent()
+    init = event.http.request_init
+    init.id.base = base
+    init.id.stream = stream
+    method = _METHODS.get(f.method)
+    if method is not None:
+        init.method.registered = method  # type: ignore[assignment]
+    else:
+        init.method.unregistered = f.method
+    init.authority = f.authority
+    init.path = f.path
     scheme = f.scheme
     if scheme:
-        init.scheme.CopyFrom(http_scheme(scheme))
+        registered = _SCHEMES.get(scheme.lower())
+        if registered is not None:
+            init.scheme.registered = registered
+        else:
+            init.scheme.unregistered = scheme
     if extract:
-        init.headers.CopyFrom(headers(f.fields()))
-    return common(tapped) + tap_pb2.TapEvent(http=Http(request_init=init)).SerializeToString()
+        set_headers(init.headers, f.fields())
+    return common(tapped) + event.SerializeToString()
 
 
 def response_init(tapped: Tapped, base: int, stream: int, extract: bool) -> bytes:
     """The encoded ResponseInit event of ``tapped`` for tap ``base``."""
-    init = Http.ResponseInit(
-        id=_stream_id(base, stream),
-        since_request_init=duration(tapped.response_at - tapped.request_at),
-        http_status=tapped.status,
-    )
+    event = tap_pb2.TapEvent()
+    init = event.http.response_init
+    init.id.base = base
+    init.id.stream = stream
+    set_duration(init.since_request_init, tapped.response_at - tapped.request_at)
+    init.http_status = tapped.status
     if extract and tapped.response_headers is not None:
-        init.headers.CopyFrom(headers(tapped.response_headers()))
-    return common(tapped) + tap_pb2.TapEvent(http=Http(response_init=init)).SerializeToString()
+        set_headers(init.headers, tapped.response_headers())
+    return common(tapped) + event.SerializeToString()
 
 
 def response_end(tapped: Tapped, base: int, stream: int, extract: bool) -> bytes:
     """The encoded ResponseEnd event of ``tapped`` for tap ``base``: the gRPC status from the
     trailers (or a trailers-only head), or the reset's error code, as its ``eos``."""
-    end = Http.ResponseEnd(
-        id=_stream_id(base, stream),
-        since_request_init=duration(tapped.ended_at - tapped.request_at),
-        response_bytes=tapped.response_bytes,
-    )
+    event = tap_pb2.TapEvent()
+    end = event.http.response_end
+    end.id.base = base
+    end.id.stream = stream
+    set_duration(end.since_request_init, tapped.ended_at - tapped.request_at)
     if tapped.response_at:
-        end.since_response_init.CopyFrom(duration(tapped.ended_at - tapped.response_at))
+        set_duration(end.since_response_init, tapped.ended_at - tapped.response_at)
+    end.response_bytes = tapped.response_bytes
     if tapped.reset_code is not None:
         end.eos.reset_error_code = tapped.reset_code
     elif tapped.grpc_status is not None:
         end.eos.grpc_status_code = tapped.grpc_status
     if extract and tapped.trailers is not None:
-        end.trailers.CopyFrom(headers(tapped.trailers()))
-    return common(tapped) + tap_pb2.TapEvent(http=Http(response_end=end)).SerializeToString()
+        set_headers(end.trailers, tapped.trailers())
+    return common(tapped) + event.SerializeToString()

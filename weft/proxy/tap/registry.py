@@ -11,11 +11,11 @@ Nothing here imports protobuf or h2.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 Addr = tuple[str, int]
-Fields = list[tuple[bytes, bytes]]
+Fields = Sequence[tuple[bytes, bytes]]
 LabelPairs = tuple[tuple[str, str], ...]
 
 
@@ -124,6 +124,19 @@ class RequestFacts:
             found = [v for n, v in self.fields() if n == b":scheme"]
             self._scheme = found[0].decode("latin-1") if found else ""
         return self._scheme
+
+    @property
+    def key(self) -> tuple[object, ...]:
+        """What the events' common part (addresses, direction, metadata) is made of."""
+        return (
+            self.direction,
+            self.source,
+            self.destination,
+            self.src_tls,
+            self.dst_pairs,
+            self.dst_tls,
+            self.route_pairs,
+        )
 
     @property
     def src_labels(self) -> dict[str, str]:

@@ -38,6 +38,8 @@ log = logging.getLogger("weft.proxy.tap")
 
 OBSERVE = b"/io.linkerd.proxy.tap.Tap/Observe"
 MAX_REQUEST_BYTES = 64 * 1024
+# Events wait this long (seconds) for others to share their HTTP/2 frame, TLS record and write.
+SEND_DELAY = 0.01
 _GRPC_HEAD = [(b":status", b"200"), (b"content-type", b"application/grpc")]
 
 _h2: Any = None  # the h2 modules, once a connection needed them
@@ -316,10 +318,10 @@ class _ControlConn(asyncio.Protocol):
     # --- sending ------------------------------------------------------------------------------
 
     def schedule(self) -> None:
-        """A tap has something new: send it once the current callback is done."""
+        """A tap has something new: send it, with what else comes within ``SEND_DELAY``."""
         if not self.scheduled:
             self.scheduled = True
-            asyncio.get_running_loop().call_soon(self.send_pending)
+            asyncio.get_running_loop().call_later(SEND_DELAY, self.send_pending)
 
     def send_pending(self) -> None:
         """Send queued events as far as flow control allows; end the calls that are done."""

@@ -11,8 +11,6 @@ INVALID_ARGUMENT = 3
 PERMISSION_DENIED = 7
 RESOURCE_EXHAUSTED = 8
 UNIMPLEMENTED = 12
-INTERNAL = 13
-UNAVAILABLE = 14
 
 _PREFIX = struct.Struct(">BL")  # compressed flag, message length
 PREFIX_SIZE = _PREFIX.size
@@ -41,11 +39,6 @@ class MessageReader:
     def __init__(self, max_size: int) -> None:
         self.max_size = max_size
         self.buf = b""
-
-    @property
-    def partial(self) -> bool:
-        """Whether bytes of an unfinished message are buffered."""
-        return bool(self.buf)
 
     def feed(self, data: bytes) -> list[bytes]:
         """The messages ``data`` completes; :class:`FrameError` for compressed or oversized ones."""
