@@ -1,9 +1,9 @@
 """The control plane a local cluster runs as ordinary pods in the ``weft`` namespace.
 
-Identity, destination, the tap controller, the metrics API and Prometheus run as Deployments
-behind Services, like a Kubernetes install would run them; only their commands differ (they reach
-the platform through the node agent's socket, and files live in the state directory instead of
-volumes). The trust anchor and issuer are generated into ``<state>/identity`` once, when the
+Identity, destination, the tap controller, the metrics API, Prometheus and the dashboard (web)
+run as Deployments behind Services, like a Kubernetes install would run them; only their commands
+differ (they reach the platform through the node agent's socket, and files live in the state
+directory instead of volumes). The trust anchor and issuer are generated into ``<state>/identity`` once, when the
 cluster is first started, so the injector can hand the anchors to every proxy; Prometheus's
 configuration is written to ``<state>/prometheus`` at every start of the agent.
 """
@@ -21,6 +21,7 @@ from weft.local.api_client import ServiceRef
 from weft.local.cluster_config import ClusterConfig
 from weft.local.pod_env import SERVICE_ACCOUNT_DIR
 from weft.proxy.config import parse_duration
+from weft.web import manifest as web_manifest
 
 NAMESPACE = "weft"
 TRUST_DOMAIN = "cluster.local"
@@ -237,6 +238,7 @@ def manifests(cfg: ClusterConfig) -> list[Obj]:
         [_container("metrics-api", metrics_api, http, ("/ready", METRICS_API_ADMIN_PORT))],
         {"http": METRICS_API_PORT},
     )
+    objects += web_manifest.manifests(NAMESPACE, cfg.cluster_domain)
     for obj in objects[1:]:
         obj["metadata"]["namespace"] = NAMESPACE
     return objects
