@@ -37,12 +37,11 @@ class _Half(asyncio.Protocol):
     def eof_received(self) -> bool:
         self.eof = True
         other = self.other
-        if other.eof:
+        if other.eof or other.transport.is_closing():
             self.transport.close()
             other.transport.close()
-            return True
-        if other.transport.can_write_eof():
-            other.transport.write_eof()
+        else:
+            other.transport.write_eof()  # TCP FIN, or TLS close_notify then FIN
         return True  # keep our write side open: the peer may still be sending
 
     def pause_writing(self) -> None:

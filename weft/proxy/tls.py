@@ -2,7 +2,8 @@
 
 Outbound, a meshed endpoint (one discovery gave an identity) gets TLS 1.3 with SNI = its identity,
 and its certificate must chain to the trust anchors and name that identity. Inbound, the listener
-(``server.py``) terminates TLS only when the ClientHello's SNI is this proxy's own identity.
+(``server.py``) terminates TLS only when the ClientHello's SNI is this proxy's own identity. Both
+ends run over :mod:`weft.proxy.tls_transport`, which carries half-close.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from weft.proxy.discovery import Endpoint
 from weft.proxy.metrics import LabelPairs
+from weft.proxy.tls_transport import connect_tls
 
 if TYPE_CHECKING:
     from weft.identity.client import LocalIdentity
@@ -82,18 +84,11 @@ class Dialer:
         self, factory: Callable[[], asyncio.Protocol], endpoint: Endpoint, timeout: float
     ) -> None:
         """Connect ``factory()``'s protocol to ``endpoint`` (TLS included) within ``timeout``."""
-        loop = asyncio.get_running_loop()
         host, port = endpoint.addr
         ctx = self.context_for(endpoint)
         async with asyncio.timeout(timeout if ctx is None else timeout + TLS_HANDSHAKE_TIMEOUT):
             if ctx is None:
-                await loop.create_connection(factory, host, port)
+                await asyncio.get_running_loop().create_connection(factory, host, port)
             else:
-                await loop.create_connection(
-                    factory,
-                    host,
-                    port,
-                    ssl=ctx,
-                    server_hostname=endpoint.identity,
-                    ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT,
-                )
+                assert endpoint.identity is not None  # context_for gives none without one
+                await connect_tls(factory, host, port, ctx, endpoint.identity)
