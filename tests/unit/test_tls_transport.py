@@ -94,9 +94,11 @@ async def handshake(
     listener.setblocking(False)
     loop = asyncio.get_running_loop()
     try:
-        host, port = listener.getsockname()[:2]
+        client_sock = socket.socket()
+        client_sock.setblocking(False)
+        await loop.sock_connect(client_sock, listener.getsockname())
         dial = loop.create_task(
-            connect_tls(lambda: client, host, port, client_id.current.client, server_name)
+            connect_tls(lambda: client, client_sock, client_id.current.client, server_name)
         )
         sock, _ = await loop.sock_accept(listener)
         accepted = loop.create_task(accept_tls(lambda: server, sock, server_id.current.server))

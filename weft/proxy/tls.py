@@ -9,6 +9,9 @@ ends run over :mod:`weft.proxy.tls_transport`, which carries half-close.
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
+import socket
 import ssl
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -83,12 +86,67 @@ class Dialer:
     async def connect(
         self, factory: Callable[[], asyncio.Protocol], endpoint: Endpoint, timeout: float
     ) -> None:
-        """Connect ``factory()``'s protocol to ``endpoint`` (TLS included) within ``timeout``."""
+        """Connect ``factory()``'s protocol to ``endpoint`` (TLS included).
+
+        ``timeout`` bounds the TCP connect alone (the TLS handshake has its own), and it fails
+        only a connection that is not up when it expires: a busy loop that resumes this
+        coroutine late does not throw an established connection away.
+        """
+        loop = asyncio.get_running_loop()
         host, port = endpoint.addr
         ctx = self.context_for(endpoint)
-        async with asyncio.timeout(timeout if ctx is None else timeout + TLS_HANDSHAKE_TIMEOUT):
+        sock = await _tcp_connect(loop, host, port, timeout)
+        try:
             if ctx is None:
-                await asyncio.get_running_loop().create_connection(factory, host, port)
+                await loop.create_connection(factory, sock=sock)
             else:
                 assert endpoint.identity is not None  # context_for gives none without one
-                await connect_tls(factory, host, port, ctx, endpoint.identity)
+                async with asyncio.timeout(TLS_HANDSHAKE_TIMEOUT):
+                    await connect_tls(factory, sock, ctx, endpoint.identity)
+        except BaseException:
+            sock.close()  # a no-op once the loop owns it: it detaches the socket when it fails
+            raise
+
+
+async def _tcp_connect(
+    loop: asyncio.AbstractEventLoop, host: str, port: int, timeout: float
+) -> socket.socket:
+    """A connected non-blocking socket to ``host:port``; TimeoutError if it is not connected
+    ``timeout`` seconds after the connect started."""
+    try:  # endpoints are addresses: no resolver round trip for them
+        info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
+    except socket.gaierror:
+        info = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    family, kind, proto, _, addr = info[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        err = sock.connect_ex(addr)
+        if err == errno.EINPROGRESS:
+            settled: asyncio.Future[None] = loop.create_future()
+
+            def settle() -> None:
+                if not settled.done():
+                    settled.set_result(None)
+
+            fd = sock.fileno()
+            loop.add_writer(fd, settle)
+            timer = loop.call_later(timeout, settle)
+            try:
+                await settled
+            finally:
+                timer.cancel()
+                loop.remove_writer(fd)
+            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if not err:
+                try:
+                    sock.getpeername()
+                except OSError:
+                    raise TimeoutError(f"connect to {host}:{port} timed out") from None
+        if err:
+            raise OSError(err, os.strerror(err))
+    except BaseException:
+        sock.close()
+        raise
+    return sock

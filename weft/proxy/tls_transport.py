@@ -337,16 +337,15 @@ class _Wire(asyncio.Protocol):
 
 async def connect_tls(
     factory: Callable[[], asyncio.BaseProtocol],
-    host: str,
-    port: int,
+    sock: socket.socket,
     context: ssl.SSLContext,
     server_hostname: str,
 ) -> TlsTransport:
-    """Dial ``host:port`` and complete a client handshake; ``factory()``'s protocol gets the
+    """Complete a client handshake on a connected socket; ``factory()``'s protocol gets the
     connection. Cancelling (a timeout) aborts it."""
     loop = asyncio.get_running_loop()
     tls = TlsTransport(context, factory(), server_side=False, server_hostname=server_hostname)
-    await loop.create_connection(tls.wire, host, port)
+    await loop.create_connection(tls.wire, sock=sock)
     await _handshaken(tls)
     return tls
 
