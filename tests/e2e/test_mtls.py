@@ -57,6 +57,13 @@ spec:
       - name: app
         command: [python, {app}, banner, --port, "4444"]
         ports: [{{name: tcp, containerPort: 4444}}]
+        # Ready once the app itself listens: a tcpSocket probe from the node would be accepted
+        # by the inbound proxy before the app is up. (In the pod's namespace, loopback is not
+        # redirected.)
+        readinessProbe:
+          exec:
+            command: [python, -c, "import socket; socket.create_connection(('127.0.0.1', 4444), 1)"]
+          periodSeconds: 1
 ---
 apiVersion: v1
 kind: ServiceAccount

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Iterable, Iterator
 
 from aiohttp import web
@@ -11,9 +12,15 @@ from prometheus_client.registry import Collector
 
 
 async def start_admin(
-    host: str, port: int, metrics: Callable[[], str], ready: Callable[[], bool]
+    host: str,
+    port: int,
+    metrics: Callable[[], str],
+    ready: Callable[[], bool],
+    *,
+    sock: socket.socket | None = None,
 ) -> web.AppRunner:
-    """Serve the admin endpoints on ``host:port`` until the returned runner is cleaned up."""
+    """Serve the admin endpoints on ``host:port`` (or on ``sock``, already bound, which is
+    taken over) until the returned runner is cleaned up."""
 
     async def get_metrics(_request: web.Request) -> web.Response:
         return web.Response(text=metrics(), content_type="text/plain")
@@ -32,7 +39,8 @@ async def start_admin(
     app.router.add_get("/live", get_live)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    site = web.SockSite(runner, sock) if sock is not None else web.TCPSite(runner, host, port)
+    await site.start()
     return runner
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import importlib.resources
 import json
 import os
@@ -337,6 +338,8 @@ class Demo:
             raise DemoError("service web-svc is missing from namespace emojivoto")
         ip, port = pf.resolve_target(services[0], "Service", "80")
         listener = pf.bind(opts.address, opts.port)
+        if opts.port == 0:  # any free port: the page is where the listener was bound
+            self.opts = opts = dataclasses.replace(opts, port=listener.getsockname()[1])
         try:
             argv = pf.relay_argv(self.cfg, [(listener.fileno(), ip, port)])
             # Its "cannot reach" lines while web-svc gets endpoints would clutter the progress.
@@ -452,7 +455,7 @@ async def run(opts: DemoOptions, ui: Ui) -> int:
         loop.add_signal_handler(sig, task.cancel)
     try:
         await demo.up()
-        for line in next_steps(opts, weft_command(), demo.web_pod):
+        for line in next_steps(demo.opts, weft_command(), demo.web_pod):
             ui.line(line)
         await demo.serve()
     except asyncio.CancelledError:
