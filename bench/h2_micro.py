@@ -167,9 +167,7 @@ def child_main(argv: list[str]) -> None:
 
 def listener() -> socket.socket:
     """A listening loopback socket on a port of its own, for a child process to inherit."""
-    sock = socket.create_server(("127.0.0.1", 0), backlog=1024)
-    sock.set_inheritable(True)
-    return sock
+    return socket.create_server(("127.0.0.1", 0), backlog=1024)
 
 
 def cpu_seconds(pid: int) -> float:
