@@ -104,7 +104,7 @@ class TlsTransport(asyncio.Transport):
         except ssl.SSLWantReadError:
             self._flush()
             return
-        except (ssl.SSLError, ValueError) as exc:  # SSLCertVerificationError is both
+        except ssl.SSLError as exc:  # a refused certificate too (SSLCertVerificationError)
             self._flush()  # the alert that says why
             self._fail(exc)
             return
