@@ -26,7 +26,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import cast
 
@@ -95,13 +94,13 @@ class Backend(fr.FrameReader, asyncio.Protocol):
         self.out.append(fr.ping_ack(opaque))
 
 
-async def run_backend(port: int) -> None:
+async def run_backend(fd: int) -> None:
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(Backend, "127.0.0.1", port, backlog=1024)
+    server = await loop.create_server(Backend, sock=socket.socket(fileno=fd), backlog=1024)
     await server.serve_forever()
 
 
-async def run_weft_hop(port: int, target: int) -> None:
+async def run_weft_hop(fd: int, target: int) -> None:
     from weft.proxy.config import ProxyConfig
     from weft.proxy.context import ConnContext, ConnTracker
     from weft.proxy.http1 import H1Pool
@@ -151,39 +150,27 @@ async def run_weft_hop(port: int, target: int) -> None:
                 serve_http2(self.transport, ctx, self.buf)
 
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(Accept, "127.0.0.1", port, backlog=1024)
+    server = await loop.create_server(Accept, sock=socket.socket(fileno=fd), backlog=1024)
     await server.serve_forever()
 
 
 def child_main(argv: list[str]) -> None:
+    """A role on the listening socket it inherited as file descriptor ``argv[1]``."""
     import uvloop
 
-    role, port, target = argv[0], int(argv[1]), int(argv[2])
+    role, fd, target = argv[0], int(argv[1]), int(argv[2])
     if role == "backend":
-        uvloop.run(run_backend(port))
+        uvloop.run(run_backend(fd))
     else:
-        uvloop.run(run_weft_hop(port, target))
+        uvloop.run(run_weft_hop(fd, target))
 
 
 # --- the driver ---------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_listening(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
+def listener() -> socket.socket:
+    """A listening loopback socket on a port of its own, for a child process to inherit."""
+    return socket.create_server(("127.0.0.1", 0), backlog=1024)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -191,7 +178,7 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def haproxy_config(port: int, target: int) -> str:
+def haproxy_config(fd: int, target: int) -> str:
     return f"""global
     nbthread 1
 defaults
@@ -200,19 +187,26 @@ defaults
     timeout client 60s
     timeout server 60s
 frontend fe
-    bind 127.0.0.1:{port} proto h2
+    bind fd@{fd} proto h2
     default_backend be
 backend be
     server s1 127.0.0.1:{target} proto h2
 """
 
 
-def start_hop(kind: str, port: int, target: int, tmp: Path) -> subprocess.Popen[bytes]:
+def start(argv: list[str], sock: socket.socket) -> subprocess.Popen[bytes]:
+    """Run ``argv`` with ``sock`` inherited (same descriptor number), then close our copy."""
+    with sock:
+        return subprocess.Popen(argv, pass_fds=(sock.fileno(),))
+
+
+def start_hop(kind: str, sock: socket.socket, target: int, tmp: Path) -> subprocess.Popen[bytes]:
+    fd = sock.fileno()
     if kind == "haproxy":
-        cfg = tmp / f"haproxy-{port}.cfg"
-        cfg.write_text(haproxy_config(port, target))
-        return subprocess.Popen(["haproxy", "-db", "-f", str(cfg)])
-    return subprocess.Popen([sys.executable, __file__, "--child", "hop", str(port), str(target)])
+        cfg = tmp / f"haproxy-{sock.getsockname()[1]}.cfg"  # fds are reused; ports are not
+        cfg.write_text(haproxy_config(fd, target))
+        return start(["haproxy", "-db", "-f", str(cfg)], sock)
+    return start([sys.executable, __file__, "--child", "hop", str(fd), str(target)], sock)
 
 
 def h2load(args: argparse.Namespace, port: int, tmp: Path, log: Path | None) -> tuple[float, int]:
@@ -262,22 +256,23 @@ def run(args: argparse.Namespace) -> None:
         tmp = Path(tmpdir)
         procs: list[subprocess.Popen[bytes]] = []
         try:
-            backend = free_port()
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, __file__, "--child", "backend", str(backend), "0"]
-                )
-            )
-            wait_listening(backend)
+            # Each listening socket is bound here and inherited by the process that serves it.
+            sock = listener()
+            backend = sock.getsockname()[1]
+            argv = [sys.executable, __file__, "--child", "backend", str(sock.fileno()), "0"]
+            procs.append(start(argv, sock))
             entry = backend
             hops: list[subprocess.Popen[bytes]] = []
             for _ in range(args.hops if args.proxy != "none" else 0):
-                port = free_port()
-                hop = start_hop(args.proxy, port, entry, tmp)
+                sock = listener()
+                port = sock.getsockname()[1]
+                hop = start_hop(args.proxy, sock, entry, tmp)
                 procs.append(hop)
                 hops.append(hop)
-                wait_listening(port)
                 entry = port
+            # One request through the chain: every process has started before CPU is counted.
+            warm_up = argparse.Namespace(**{**vars(args), "rps": 0, "requests": 1, "clients": 1})
+            h2load(warm_up, entry, tmp, None)
             baseline = None
             if args.rps:
                 log = tmp / "direct.log"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import queue
+import re
 import signal
 import socket
 import subprocess
@@ -49,12 +50,11 @@ def weft(cluster: LocalCluster, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def free_port() -> int:
-    """A loopback port nobody listens on now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def page_port(line: str) -> int:
+    """The port in ``emojivoto is running: open http://127.0.0.1:<port>/``."""
+    match = re.fullmatch(r"emojivoto is running: open http://127\.0\.0\.1:(\d+)/", line)
+    assert match, line
+    return int(match.group(1))
 
 
 class Demo:
@@ -174,10 +174,9 @@ def pod_named(cluster: LocalCluster, deployment: str) -> str:
 
 def test_unmeshed_then_crash_then_meshed_then_down(cluster: LocalCluster) -> None:
     # -- --no-inject: the same app without proxies; then the demo process dies ---------------
-    port = free_port()
-    demo = Demo(cluster, port, "--no-inject")
+    demo = Demo(cluster, 0, "--no-inject")  # the demo binds any free port and shows it
     try:
-        demo.wait_for_line("emojivoto is running: open", UP_TIMEOUT + 30)
+        port = page_port(demo.wait_for_line("emojivoto is running: open", UP_TIMEOUT + 30))
         pods = live_pods(cluster)
         assert len(pods) == 4
         assert all(proxy_of(p) is None for p in pods)
@@ -292,7 +291,7 @@ def test_unmeshed_then_crash_then_meshed_then_down(cluster: LocalCluster) -> Non
 
 
 def test_ctrl_c_while_starting_removes_everything(cluster: LocalCluster) -> None:
-    demo = Demo(cluster, free_port())
+    demo = Demo(cluster, 0)
     try:
         demo.wait_for_line("Deploying emojivoto", UP_TIMEOUT)
         demo.proc.send_signal(signal.SIGINT)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,7 +39,7 @@ def identity(sa: str, namespace: str) -> str:
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     with running_cluster(tmp_path_factory.mktemp("clusters"), POD_CIDR, SERVICE_CIDR) as c:
         c.apply(app_manifest(NS, inject=True))
-        c.apply(TCP_APP.format(ns=NS, app=APPS / "tcp_app.py"))
+        c.apply(TCP_APP.format(ns=NS, app=APPS / "tcp_app.py", python=sys.executable))
         c.apply(app_manifest("outside"))  # an unmeshed namespace
         yield c
 
@@ -57,6 +58,13 @@ spec:
       - name: app
         command: [python, {app}, banner, --port, "4444"]
         ports: [{{name: tcp, containerPort: 4444}}]
+        # Ready once the app itself listens: a tcpSocket probe from the node would be accepted
+        # by the inbound proxy before the app is up. (In the pod's namespace, loopback is not
+        # redirected.) Exec probes get no venv on their PATH: the interpreter is named in full.
+        readinessProbe:
+          exec:
+            command: [{python}, -c, "import socket; socket.create_connection(('127.0.0.1', 4444))"]
+          periodSeconds: 1
 ---
 apiVersion: v1
 kind: ServiceAccount

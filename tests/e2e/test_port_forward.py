@@ -186,6 +186,10 @@ def test_a_service_port_is_forwarded_to_a_free_local_port(cluster: LocalCluster,
 
 
 def test_a_named_service_port_and_a_fixed_local_port(cluster: LocalCluster, pod: str) -> None:
+    # The one port in the tests that is released before something else binds it: a port number
+    # given on the command line is the point of this test, and the command binds it itself. If
+    # another process took it meanwhile, the command says so ("is in use") and fails; it never
+    # shares the port (no SO_REUSEPORT).
     probe = bind("127.0.0.1", 0)
     local = probe.getsockname()[1]
     probe.close()

@@ -18,7 +18,7 @@ import grpc
 import pytest
 from google.protobuf import duration_pb2
 
-from tests.loopback import free_port
+from tests.loopback import reserved_port
 from weft.api import destination_pb2 as pb
 from weft.api import destination_pb2_grpc
 from weft.controller.destination.addresses import MeshSettings
@@ -502,8 +502,8 @@ async def test_client_namespace_profile_takes_precedence() -> None:
 @pytest.mark.anyio
 async def test_serve_runs_until_the_server_stops() -> None:
     platform = emojivoto()
-    port = free_port()
-    server = await serve(platform, MeshSettings(), ("127.0.0.1", port), None)
+    with reserved_port() as port:  # gRPC binds it too (SO_REUSEPORT) and listens
+        server = await serve(platform, MeshSettings(), ("127.0.0.1", port), None)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = destination_pb2_grpc.DestinationStub(channel)  # type: ignore[no-untyped-call]

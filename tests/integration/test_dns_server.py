@@ -14,7 +14,6 @@ import dns.message
 import dns.rcode
 import pytest
 
-from tests.loopback import free_port
 from tests.mesh import REPO_ROOT, base_env, wait_for
 from weft.local.dns import ClusterRecords, DNSServer, resolv_conf
 from weft.local.netns import Topology
@@ -24,12 +23,31 @@ RECORDS = ClusterRecords(services={("default", "web-svc"): "10.96.0.20"})
 TIMEOUT = 5.0
 
 
+def bound_pair() -> tuple[socket.socket, socket.socket, int]:
+    """A bound UDP socket and a listening TCP socket on one 127.0.0.1 port (both bound here,
+    then handed to the server)."""
+    while True:
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.bind(("127.0.0.1", 0))
+        port = int(udp.getsockname()[1])
+        try:
+            return udp, socket.create_server(("127.0.0.1", port)), port
+        except OSError:  # that TCP port is taken: bind another UDP port
+            udp.close()
+
+
+async def started(records: ClusterRecords) -> tuple[DNSServer, int]:
+    """A server with ``records`` on 127.0.0.1, and its port."""
+    udp, tcp, port = bound_pair()
+    dns_server = DNSServer(records)
+    await dns_server.serve(udp, tcp)
+    return dns_server, port
+
+
 @pytest.fixture
 async def server() -> AsyncIterator[tuple[DNSServer, int]]:
     """A server with :data:`RECORDS` on 127.0.0.1 and its port."""
-    port = free_port()
-    dns_server = DNSServer(RECORDS)
-    await dns_server.start("127.0.0.1", port)
+    dns_server, port = await started(RECORDS)
     try:
         yield dns_server, port
     finally:
@@ -144,9 +162,7 @@ async def test_malformed_tcp_message_closes_the_connection(
 
 @pytest.mark.anyio
 async def test_close_ends_open_connections_and_listeners() -> None:
-    port = free_port()
-    dns_server = DNSServer(RECORDS)
-    await dns_server.start("127.0.0.1", port)
+    dns_server, port = await started(RECORDS)
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         await dns_server.close()

@@ -1,16 +1,17 @@
 """Emojivoto's four programs as real processes on loopback ports.
 
 emoji-svc is shared by the module (it has no state); every test gets its own voting-svc and web,
-so each starts with an empty tally. Readiness is polled with a deadline: a program is ready when
-its port accepts connections (or, for vote-bot, when it has logged its start line).
+so each starts with an empty tally. The servers are started on port 0: each binds a port of its
+own and logs it (``listening on 0.0.0.0:<port>``), which is how the test learns it, so no port is
+ever chosen free and bound later. vote-bot is ready once it has logged its start line.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,7 +25,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from tests.loopback import free_port
+from tests.loopback import refused_port
 from tests.mesh import wait_for
 from weft.emojivoto.emoji import ALL
 
@@ -32,13 +33,18 @@ TIMEOUT = 10.0
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+LISTENING = re.compile(r"listening on 0\.0\.0\.0:(\d+)$", re.MULTILINE)
+
+
 @dataclass
 class Program:
-    """One running ``python -m weft.emojivoto.<module>``; stdout and stderr go to ``log_path``."""
+    """One running ``python -m weft.emojivoto.<module>``; stdout and stderr go to ``log_path``;
+    ``port`` is the one a server said it listens on."""
 
     name: str
     popen: subprocess.Popen[bytes]
     log_path: Path
+    port: int = 0
 
     def output(self) -> str:
         """Everything the program has written so far."""
@@ -84,11 +90,10 @@ class Programs:
         self.started.append(program)
         return program
 
-    def start_listening(self, module: str, port: int, **env: str) -> Program:
-        """Start a server on ``port`` and wait until it accepts connections."""
-        program = self.start(module, **env)
-        wait_until_listening(program, port)
-        return program
+    def start_listening(self, module: str, **env: str) -> Program:
+        """Start a server (its port variable set to 0 in ``env``) and wait until it logs the
+        port it bound; that is ``program.port``."""
+        return wait_until_listening(self.start(module, **env))
 
     def close(self) -> None:
         """Stop what still runs."""
@@ -96,20 +101,16 @@ class Programs:
             program.stop()
 
 
-def accepts(port: int) -> bool:
-    """Whether something accepts TCP connections on 127.0.0.1:``port``."""
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except OSError:
-        return False
-    return True
+def wait_until_listening(program: Program) -> Program:
+    """Wait until ``program`` logs the port it listens on (failing at once if it exits)."""
 
+    def port() -> int:
+        program.alive()
+        found = LISTENING.search(program.output())
+        return int(found.group(1)) if found else 0
 
-def wait_until_listening(program: Program, port: int) -> None:
-    """Wait until ``program`` accepts connections on ``port`` (failing at once if it exits)."""
-    wait_for(
-        lambda: program.alive() and accepts(port), TIMEOUT, what=f"{program.name} on port {port}"
-    )
+    program.port = wait_for(port, TIMEOUT, what=f"{program.name} to listen")
+    return program
 
 
 @dataclass
@@ -167,10 +168,8 @@ StartStack = Callable[..., Stack]
 def emoji_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """An emoji-svc for the module; its port."""
     programs = Programs(tmp_path_factory.mktemp("emoji-svc"))
-    port = free_port()
     try:
-        programs.start_listening("emoji_svc", port, GRPC_PORT=str(port))
-        yield port
+        yield programs.start_listening("emoji_svc", GRPC_PORT="0").port
     finally:
         programs.close()
 
@@ -192,18 +191,15 @@ def start_stack(programs: Programs, emoji_port: int) -> StartStack:
     def start(
         voting_env: dict[str, str] | None = None, web_env: dict[str, str] | None = None
     ) -> Stack:
-        voting_port, web_port = free_port(), free_port()
-        voting = programs.start("voting_svc", GRPC_PORT=str(voting_port), **(voting_env or {}))
-        web = programs.start(
+        voting = programs.start_listening("voting_svc", GRPC_PORT="0", **(voting_env or {}))
+        web = programs.start_listening(
             "web",
-            WEB_PORT=str(web_port),
+            WEB_PORT="0",
             EMOJISVC_HOST=f"127.0.0.1:{emoji_port}",
-            VOTINGSVC_HOST=f"127.0.0.1:{voting_port}",
+            VOTINGSVC_HOST=f"127.0.0.1:{voting.port}",
             **(web_env or {}),
         )
-        wait_until_listening(voting, voting_port)
-        wait_until_listening(web, web_port)
-        return Stack(voting, web, web_port)
+        return Stack(voting, web, web.port)
 
     return start
 
@@ -292,20 +288,19 @@ def test_artificial_delay_slows_votes(start_stack: StartStack) -> None:
 
 
 def test_emoji_svc_down_is_500(programs: Programs) -> None:
-    web_port, closed = free_port(), free_port()
-    programs.start_listening(
-        "web",
-        web_port,
-        WEB_PORT=str(web_port),
-        EMOJISVC_HOST=f"127.0.0.1:{closed}",
-        VOTINGSVC_HOST=f"127.0.0.1:{closed}",
-    )
-    api = get(f"http://127.0.0.1:{web_port}/api/list")
-    assert api.status == 500
-    assert "UNAVAILABLE" in api.json()["error"]
-    page = get(f"http://127.0.0.1:{web_port}/")
-    assert page.status == 500
-    assert page.content_type == "text/html"
+    with refused_port() as closed:
+        web_port = programs.start_listening(
+            "web",
+            WEB_PORT="0",
+            EMOJISVC_HOST=f"127.0.0.1:{closed}",
+            VOTINGSVC_HOST=f"127.0.0.1:{closed}",
+        ).port
+        api = get(f"http://127.0.0.1:{web_port}/api/list")
+        assert api.status == 500
+        assert "UNAVAILABLE" in api.json()["error"]
+        page = get(f"http://127.0.0.1:{web_port}/")
+        assert page.status == 500
+        assert page.content_type == "text/html"
 
 
 # -- vote-bot ---------------------------------------------------------------------------------
@@ -324,10 +319,9 @@ def test_vote_bot_votes_until_its_ttl(stack: Stack, programs: Programs) -> None:
 
 
 def test_vote_bot_keeps_going_without_web(programs: Programs) -> None:
-    bot = programs.start(
-        "vote_bot", WEB_HOST=f"127.0.0.1:{free_port()}", REQUEST_RATE="20", TTL="1"
-    )
-    assert bot.popen.wait(TIMEOUT) == 0, bot.output()
+    with refused_port() as closed:
+        bot = programs.start("vote_bot", WEB_HOST=f"127.0.0.1:{closed}", REQUEST_RATE="20", TTL="1")
+        assert bot.popen.wait(TIMEOUT) == 0, bot.output()
     assert bot.output().count("cannot talk to web") >= 2
 
 
@@ -337,7 +331,7 @@ def test_vote_bot_keeps_going_without_web(programs: Programs) -> None:
 def test_invalid_failure_rate_exits_with_one_line() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "weft.emojivoto.voting_svc"],
-        env={**os.environ, "FAILURE_RATE": "abc", "GRPC_PORT": str(free_port())},
+        env={**os.environ, "FAILURE_RATE": "abc", "GRPC_PORT": "0"},
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -363,19 +357,18 @@ def test_invalid_failure_rate_exits_with_one_line() -> None:
 def test_servers_log_start_and_exit_0_on_signal(
     programs: Programs, module: str, name: str, sig: signal.Signals
 ) -> None:
-    port = free_port()
-    program = programs.start_listening(module, port, GRPC_PORT=str(port), WEB_PORT=str(port))
-    line = f"{name} listening on 0.0.0.0:{port}"
-    wait_for(lambda: line in program.output(), TIMEOUT, what="the start line")
-    assert program.output().splitlines()[0] == line
+    program = programs.start_listening(module, GRPC_PORT="0", WEB_PORT="0")
+    assert program.port > 0
+    assert program.output().splitlines()[0] == f"{name} listening on 0.0.0.0:{program.port}"
     program.popen.send_signal(sig)
     assert program.popen.wait(TIMEOUT) == 0, program.output()
 
 
 def test_vote_bot_exits_0_on_sigterm(programs: Programs) -> None:
-    web_host = f"127.0.0.1:{free_port()}"
-    bot = programs.start("vote_bot", WEB_HOST=web_host)
-    line = f"vote-bot voting through http://{web_host} at 1 request/s"
-    wait_for(lambda: bot.alive() and line in bot.output(), TIMEOUT, what="the start line")
-    bot.popen.send_signal(signal.SIGTERM)
-    assert bot.popen.wait(TIMEOUT) == 0, bot.output()
+    with refused_port() as closed:
+        web_host = f"127.0.0.1:{closed}"
+        bot = programs.start("vote_bot", WEB_HOST=web_host)
+        line = f"vote-bot voting through http://{web_host} at 1 request/s"
+        wait_for(lambda: bot.alive() and line in bot.output(), TIMEOUT, what="the start line")
+        bot.popen.send_signal(signal.SIGTERM)
+        assert bot.popen.wait(TIMEOUT) == 0, bot.output()

@@ -15,7 +15,7 @@ import logging
 import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import ExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,6 +30,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import PolicyBuilder, Store
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.loopback import reserved_port
 from weft.api import identity_pb2 as pb
 from weft.api import identity_pb2_grpc
 from weft.controller.identity.authority import Authority, AuthorityConfig
@@ -90,15 +91,6 @@ def claims(namespace: str, service_account: str, pod: str) -> tokens.Claims:
 
 
 # -- running the service ------------------------------------------------------------------
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct ports on 127.0.0.1 that nothing listened on a moment ago."""
-    with ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(n)]
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in sockets]
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
@@ -167,29 +159,25 @@ async def running(tmp_path: Path) -> AsyncIterator[Running]:
     """``serve_identity`` on fresh ports with generated trust, until the block ends."""
     authority = Authority.in_directory(tmp_path / "trust", AuthorityConfig(), datetime.now(UTC))
     platform = TokenPlatform(tokens.load_or_create_key(tmp_path / "token.key"))
-    # Ports are picked, released, then bound by the server: if another process took one in
-    # between, the server fails to start and we try again with others.
-    for attempt in range(3):
-        port, admin = free_ports(2)
-        stop = asyncio.Event()
+    # gRPC binds the reserved port too (SO_REUSEPORT, its default); the admin socket is bound
+    # here and handed over.
+    admin_sock = socket.create_server(("127.0.0.1", 0))
+    admin = int(admin_sock.getsockname()[1])
+    stop = asyncio.Event()
+    with reserved_port() as port:
         task = asyncio.create_task(
             serve_identity(
                 authority,
                 platform,
                 ("127.0.0.1", port),
-                ("127.0.0.1", admin),
+                admin_sock,
                 "weft-identity",
                 stop,
             )
         )
-        await eventually(lambda: _serving(task, admin), "the identity service to start")  # noqa: B023
-        if not task.done():
-            break
-        try:
-            await task
-        except (OSError, RuntimeError):
-            if attempt == 2:
-                raise
+        await eventually(lambda: _serving(task, admin), "the identity service to start")
+    if task.done():
+        await task  # it failed to start: say why
     try:
         yield Running(
             port,

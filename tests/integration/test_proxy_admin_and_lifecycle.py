@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.loopback import LoopbackProxy, free_port, wait_for
+from tests.loopback import LoopbackProxy, refused_port, wait_for
 
 
 class _Slow(BaseHTTPRequestHandler):
@@ -90,15 +90,16 @@ def test_shutdown_endpoint_stops_the_proxy(backend: tuple[str, int], tmp_path: P
 
 
 def test_connect_refused_answers_502_with_reason(tmp_path: Path) -> None:
-    proxy = LoopbackProxy(("127.0.0.1", free_port()), tmp_path).start()
-    try:
-        status, _, headers = _get(f"http://127.0.0.1:{proxy.inbound}/")
-        assert status == 502
-        assert "refused" in headers["l5d-proxy-error"]
-        metrics = proxy.metrics()
-        assert 'classification="failure"' in metrics and 'status_code="502"' in metrics
-    finally:
-        proxy.stop()
+    with refused_port() as port:
+        proxy = LoopbackProxy(("127.0.0.1", port), tmp_path).start()
+        try:
+            status, _, headers = _get(f"http://127.0.0.1:{proxy.inbound}/")
+            assert status == 502
+            assert "refused" in headers["l5d-proxy-error"]
+            metrics = proxy.metrics()
+            assert 'classification="failure"' in metrics and 'status_code="502"' in metrics
+        finally:
+            proxy.stop()
 
 
 def test_silent_client_is_treated_as_opaque_after_detect_timeout(tmp_path: Path) -> None:

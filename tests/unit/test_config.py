@@ -17,6 +17,21 @@ def test_defaults_match_linkerd() -> None:
     }  # fmt: skip
     assert cfg.metrics_retain_idle == 600.0
     assert cfg.identity_disabled and cfg.destination_addr is None
+    assert cfg.outbound.discovery_idle_timeout == cfg.inbound.discovery_idle_timeout == 60.0
+    assert (cfg.inbound.router_capacity, cfg.outbound.router_capacity) == (100, 10000)
+
+
+def test_discovery_idle_timeout_and_router_capacity_take_linkerds_names() -> None:
+    def outbound(**env: str) -> tuple[float, int]:
+        env = {f"LINKERD2_PROXY_OUTBOUND_{k}": v for k, v in env.items()}
+        cfg = ProxyConfig.from_env({"LINKERD2_PROXY_IDENTITY_DISABLED": "1", **env})
+        return cfg.outbound.discovery_idle_timeout, cfg.outbound.router_capacity
+
+    assert outbound(ROUTER_MAX_IDLE_AGE="30s", ROUTER_CAPACITY="50") == (30.0, 50)  # 2.6
+    assert outbound(DISCOVERY_IDLE_TIMEOUT="5s") == (5.0, 10000)  # current
+    assert outbound(DISCOVERY_IDLE_TIMEOUT="5s", ROUTER_MAX_IDLE_AGE="30s")[0] == 5.0
+    with pytest.raises(ConfigError, match="OUTBOUND_ROUTER_CAPACITY: must be at least 1"):
+        outbound(ROUTER_CAPACITY="0")
 
 
 def test_variables_override_defaults() -> None:
@@ -49,6 +64,8 @@ def test_variables_override_defaults() -> None:
         ("LINKERD2_PROXY_INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION", "80,x"),
         ("LINKERD2_PROXY_INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION", "90-80"),
         ("LINKERD2_PROXY_MAX_HEADER_BYTES", "-1"),
+        ("LINKERD2_PROXY_OUTBOUND_ROUTER_MAX_IDLE_AGE", "a while"),
+        ("LINKERD2_PROXY_OUTBOUND_ROUTER_CAPACITY", "lots"),
     ],
 )
 def test_bad_values_name_the_variable(name: str, value: str) -> None:

@@ -36,6 +36,7 @@ from h2.exceptions import StreamClosedError
 from h2.settings import SettingCodes, Settings
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.loopback import refused_port
 from weft.proxy.config import ProxyConfig
 from weft.proxy.context import ConnContext, ConnTracker
 from weft.proxy.h2 import frames as fr
@@ -82,11 +83,11 @@ async def no_loop_errors() -> AsyncIterator[None]:
     assert not errors
 
 
-def closed_port() -> int:
-    """A loopback port nothing listens on."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A loopback port that refuses connections for the whole test (bound, not listening)."""
+    with refused_port() as port:
+        yield port
 
 
 # --- the hop ------------------------------------------------------------------------------------
@@ -320,8 +321,8 @@ async def test_cancelled_grpc_call_resets_the_server_stream(
     assert grpc_hop.responses() == {("200", "failure", None, "cancel"): 1}
 
 
-async def test_connect_refused_is_grpc_unavailable_with_l5d_proxy_error() -> None:
-    port = closed_port()
+async def test_connect_refused_is_grpc_unavailable_with_l5d_proxy_error(closed_port: int) -> None:
+    port = closed_port
     proxy = Proxy(("127.0.0.1", port))
     await proxy.start()
     try:
@@ -705,6 +706,7 @@ async def test_slow_client_reader_holds_the_upstream_back(
     assert client.transport is not None
     client.transport.pause_reading()  # the client stops reading: only TCP buffers absorb
     sid = client.request(f"/big/{size}")
+    await wait_until(h2_hop.server_conns, "the proxy to take the connection over")
     (down,) = h2_hop.server_conns()
     await wait_until(lambda: down.paused, "the proxy's downstream transport to fill up")
     (backend,) = state.conns
@@ -778,8 +780,8 @@ async def test_curl_prior_knowledge_get_and_post(
 
 
 @needs("curl")
-async def test_connect_refused_over_http_is_502_with_l5d_proxy_error() -> None:
-    port = closed_port()
+async def test_connect_refused_over_http_is_502_with_l5d_proxy_error(closed_port: int) -> None:
+    port = closed_port
     proxy = Proxy(("127.0.0.1", port))
     await proxy.start()
     try:

@@ -24,7 +24,7 @@ from weft.proxy.destination import (
 )
 from weft.proxy.discovery import Addr, Endpoint
 from weft.proxy.errors import ProxyError
-from weft.proxy.routing import Fallbacks
+from weft.proxy.routing import Fallbacks, Logical
 
 NAME = "web.emojivoto.serviceaccount.identity.weft.cluster.local"
 WEB = "web.emojivoto.svc.cluster.local:80"
@@ -354,3 +354,103 @@ async def test_without_a_name_or_a_target_there_is_no_route(router: DestinationR
     with pytest.raises(ProxyError) as err:
         unrouted.pick(None)
     assert err.value.status == 502
+
+
+# -- idle destinations and the router's capacity --------------------------------------------
+
+API = "api.emojivoto.svc.cluster.local:80"
+
+
+def dead_router(idle_timeout: float = 60.0, capacity: int = 10000) -> DestinationRouter:
+    """A router whose destination service is unreachable (its streams fail and stay quiet)."""
+    return DestinationRouter(
+        ("127.0.0.1", 1),
+        "dst",
+        "ns:emojivoto",
+        None,
+        backoff=(60.0, 60.0),
+        idle_timeout=idle_timeout,
+        capacity=capacity,
+    )
+
+
+def start_a_request(logical: Logical) -> Load:
+    """Give the destination an endpoint and start a request on it."""
+    assert isinstance(logical, Discovered)
+    addr = ("10.1.0.5", 8080)
+    logical.own.balancer.update({addr: Endpoint(addr)})
+    load = logical.own.pick()
+    assert load is not None
+    load.start()
+    return load
+
+
+@pytest.mark.anyio
+async def test_a_destination_idle_for_the_timeout_is_evicted_unless_in_flight() -> None:
+    router = dead_router(idle_timeout=60.0)
+    try:
+        target = ("10.96.0.10", 80)
+        web, api = router.logical("web", target), router.logical("api", target)
+        assert isinstance(api, Discovered) and api.task is not None
+        t = time.monotonic()
+        assert router.sweep(t) == 0  # both looked up since the last sweep
+        load = start_a_request(web)
+        assert router.sweep(t + 59) == 0
+        assert router.sweep(t + 61) == 1  # api: unused for 61 s; web: in flight
+        assert set(router.logicals) == {WEB} and set(router.resolutions) == {WEB}
+        await asyncio.sleep(0)
+        assert api.task.cancelled() and api.own.task is not None and api.own.task.cancelled()
+        assert router.sweep(t + 99) == 0  # still in flight
+        load.done(5.0, t + 99.5)
+        assert router.sweep(t + 158) == 0  # idle since the last sweep that saw it busy
+        assert router.sweep(t + 160) == 1
+        assert router.logicals == {} and router.resolutions == {}
+        again = router.logical("web", target)  # used again: discovered afresh
+        assert again is not web and set(router.resolutions) == {WEB}
+    finally:
+        router.close()
+
+
+@pytest.mark.anyio
+async def test_a_get_stream_stays_while_a_split_uses_it() -> None:
+    router = dead_router(idle_timeout=1.0)
+    try:
+        target = ("10.96.0.10", 80)
+        web, api = router.logical("web", target), router.logical("api", target)
+        assert isinstance(web, Discovered) and isinstance(api, Discovered)
+        web.splits = ((api.own, 10000),)  # as a TrafficSplit to api would
+        t = time.monotonic()
+        router.sweep(t)
+        router.logical("web", target)
+        assert router.sweep(t + 2) == 1  # api's own destination goes ...
+        assert set(router.logicals) == {WEB}
+        assert set(router.resolutions) == {WEB, API}  # ... its endpoints stay, for the split
+        assert router.sweep(t + 4) == 1
+        assert router.resolutions == {}
+    finally:
+        router.close()
+
+
+@pytest.mark.anyio
+async def test_at_capacity_the_least_recently_used_idle_destination_makes_room() -> None:
+    router = dead_router(capacity=2)
+    try:
+        target = ("10.96.0.10", 80)
+        web, api = router.logical("web", target), router.logical("api", target)
+        router.sweep(time.monotonic())
+        assert router.logical("web", target) is web  # used again since the sweep; api not
+        vote = router.logical("vote", target)
+        assert isinstance(vote, Discovered)
+        assert set(router.logicals) == {WEB, vote.name}
+        assert api.name not in router.resolutions
+        start_a_request(web)
+        start_a_request(vote)
+        full = router.logical("api", target)  # every cached destination is in flight
+        assert not isinstance(full, Discovered)
+        with pytest.raises(ProxyError) as err:
+            full.pick(target)
+        assert err.value.status == 503
+        assert err.value.reason == "router at capacity (2 destinations in use)"
+        assert set(router.logicals) == {WEB, vote.name}
+    finally:
+        router.close()

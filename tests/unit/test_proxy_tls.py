@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import ssl
+import time
+
+import pytest
 
 from weft.proxy.discovery import Endpoint
 from weft.proxy.errors import connect_error, errno_label
@@ -42,3 +47,39 @@ def test_a_failed_handshake_is_a_502_naming_the_reason() -> None:
     assert err.status == 502
     assert err.reason == "TLS handshake with 10.0.0.5:8080 failed: certificate has expired"
     assert errno_label(exc) == "EPROTO"
+
+
+class _Recorder(asyncio.Protocol):
+    """Remembers its transport."""
+
+    transport: asyncio.BaseTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+
+@pytest.mark.anyio
+async def test_a_connection_made_while_the_loop_was_busy_is_kept() -> None:
+    proto = _Recorder()
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        host, port = server.getsockname()[:2]
+        dialer = Dialer(None, outbound=False)
+        dial = asyncio.create_task(dialer.connect(lambda: proto, Endpoint((host, port)), 0.05))
+        await asyncio.sleep(0)  # the dial has started its connect
+        # The loop is busy past the 50 ms deadline (this is the condition under test, not a
+        # wait); meanwhile the kernel completes the connect.
+        time.sleep(0.2)
+        await dial
+        assert proto.transport is not None
+        proto.transport.close()
+
+
+@pytest.mark.anyio
+async def test_a_connection_not_up_at_the_deadline_times_out() -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(0)
+        addr = server.getsockname()[:2]
+        # The first connection fills the backlog: later SYNs go unanswered.
+        with socket.create_connection(addr), pytest.raises(TimeoutError):
+            await Dialer(None, outbound=False).connect(_Recorder, Endpoint(addr), 0.1)

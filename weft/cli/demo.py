@@ -25,7 +25,12 @@ def _run(body: Callable[[], int]) -> None:
 
 @click.group(invoke_without_command=True)
 @cluster_options
-@click.option("--port", default=8080, show_default=True, help="Host port for the emojivoto page.")
+@click.option(
+    "--port",
+    default=8080,
+    show_default=True,
+    help="Host port for the emojivoto page (0: any free port, shown when it is up).",
+)
 @click.option("--address", default="127.0.0.1", show_default=True, help="Host address for it.")
 @click.option(
     "--dashboard-port",

@@ -12,11 +12,19 @@ from prometheus_client.registry import Collector
 
 
 async def start_admin(
-    host: str, port: int, metrics: Callable[[], str], ready: Callable[[], bool]
+    host: str,
+    port: int,
+    metrics: Callable[[], str],
+    ready: Callable[[], bool],
+    *,
+    sock: socket.socket | None = None,
 ) -> web.AppRunner:
-    """Serve the admin endpoints on ``host:port`` until the returned runner is cleaned up."""
+    """Serve the admin endpoints on ``host:port`` (or on ``sock``, already bound, which is
+    taken over) until the returned runner is cleaned up."""
     app = web.Application()
     add_admin_routes(app, metrics, ready)
+    if sock is not None:
+        return await start_app(app, sock)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()

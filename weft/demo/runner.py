@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import importlib.resources
 import json
 import os
@@ -353,7 +354,10 @@ class Demo:
         if not services:
             raise DemoError("service web-svc is missing from namespace emojivoto")
         ip, port = pf.resolve_target(services[0], "Service", "80")
-        listeners = [(pf.bind(opts.address, opts.port), ip, port)]
+        listener = pf.bind(opts.address, opts.port)
+        if opts.port == 0:  # any free port: the page is where the listener was bound
+            self.opts = opts = dataclasses.replace(opts, port=listener.getsockname()[1])
+        listeners = [(listener, ip, port)]
         dashboard = await self._dashboard(client)
         if dashboard is not None:
             listeners.append(dashboard)
@@ -531,7 +535,7 @@ async def run(opts: DemoOptions, ui: Ui) -> int:
         loop.add_signal_handler(sig, task.cancel)
     try:
         await demo.up()
-        steps = next_steps(opts, weft_command(), demo.web_pod, demo.dashboard_url)
+        steps = next_steps(demo.opts, weft_command(), demo.web_pod, demo.dashboard_url)
         for line in demo.stat_table() + steps:
             ui.line(line)
         await demo.serve()

@@ -3,9 +3,10 @@
 Identity, destination, the tap controller, the metrics API, Prometheus and the dashboard (web)
 run as Deployments behind Services, like a Kubernetes install would run them; only their commands
 differ (they reach the platform through the node agent's socket, and files live in the state
-directory instead of volumes). The trust anchor and issuer are generated into ``<state>/identity`` once, when the
-cluster is first started, so the injector can hand the anchors to every proxy; Prometheus's
-configuration is written to ``<state>/prometheus`` at every start of the agent.
+directory instead of volumes). The trust anchor and issuer are generated into
+``<state>/identity`` once, when the cluster is first started, so the injector can hand the
+anchors to every proxy; Prometheus's configuration is written to ``<state>/prometheus`` at every
+start of the agent.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ import ipaddress
 import logging
 import re
 import signal
+import socket
 from collections.abc import Iterable, Mapping, Sequence
 from typing import cast
 
@@ -168,14 +169,25 @@ class DNSServer:
 
     async def start(self, host: str, port: int = 53) -> None:
         """Listen on ``host:port`` over UDP and TCP."""
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        udp = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            udp.bind((host, port))
+            tcp = socket.create_server((host, port), family=family)
+        except BaseException:
+            udp.close()
+            raise
+        await self.serve(udp, tcp)
+
+    async def serve(self, udp: socket.socket, tcp: socket.socket) -> None:
+        """Answer on a bound UDP socket and a listening TCP socket (both taken over)."""
         loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(
-            lambda: _UDPProtocol(self), local_addr=(host, port)
-        )
+        transport, _ = await loop.create_datagram_endpoint(lambda: _UDPProtocol(self), sock=udp)
         self._udp = transport
         try:
-            self._tcp = await asyncio.start_server(self._serve_tcp, host, port)
+            self._tcp = await asyncio.start_server(self._serve_tcp, sock=tcp)
         except BaseException:
+            tcp.close()
             await self.close()
             raise
 

@@ -44,6 +44,8 @@ def make_router(config: ProxyConfig, identity: LocalIdentity | None) -> Router:
         identity,
         config.trust_anchors_pem,
         suffixes=config.destination_suffixes,
+        idle_timeout=config.outbound.discovery_idle_timeout,
+        capacity=config.outbound.router_capacity,
     )
 
 

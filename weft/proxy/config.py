@@ -97,6 +97,8 @@ class DirectionConfig:
     pool_idle_timeout: float
     max_idle_per_endpoint: int
     dispatch_timeout: float
+    discovery_idle_timeout: float
+    router_capacity: int
 
 
 @dataclass(frozen=True)
@@ -134,9 +136,11 @@ class ProxyConfig:
     def from_env(cls, env: Mapping[str, str]) -> ProxyConfig:
         """Build the configuration from ``env``; raises :class:`ConfigError` on a bad value."""
         reader = _Reader(env)
-        inbound = reader.direction("INBOUND", listen="0.0.0.0:4143", connect="100ms", dispatch="1s")
+        inbound = reader.direction(
+            "INBOUND", listen="0.0.0.0:4143", connect="100ms", dispatch="1s", capacity=100
+        )
         outbound = reader.direction(
-            "OUTBOUND", listen="127.0.0.1:4140", connect="1s", dispatch="3s"
+            "OUTBOUND", listen="127.0.0.1:4140", connect="1s", dispatch="3s", capacity=10000
         )
         dest = reader.get("DESTINATION_SVC_ADDR")
         log_filter = reader.get("LOG") or "warn,linkerd=info,weft=info"
@@ -223,10 +227,18 @@ class _Reader:
         )
 
     def direction(
-        self, prefix: str, *, listen: str, connect: str, dispatch: str
+        self, prefix: str, *, listen: str, connect: str, dispatch: str, capacity: int
     ) -> DirectionConfig:
         forward = self.get(f"{prefix}_FORWARD")
         opaque = self.get(f"{prefix}_PORTS_DISABLE_PROTOCOL_DETECTION")
+        # Linkerd 2.6 named the idle age ROUTER_MAX_IDLE_AGE; current proxies read
+        # DISCOVERY_IDLE_TIMEOUT. Either works; the current name wins when both are set.
+        idle_name = f"{prefix}_DISCOVERY_IDLE_TIMEOUT"
+        if self.get(idle_name) is None:
+            idle_name = f"{prefix}_ROUTER_MAX_IDLE_AGE"
+        router_capacity = self.integer(f"{prefix}_ROUTER_CAPACITY", capacity)
+        if router_capacity < 1:
+            raise ConfigError(f"{self.PREFIX}{prefix}_ROUTER_CAPACITY: must be at least 1")
         return DirectionConfig(
             listen=self.addr(f"{prefix}_LISTEN_ADDR", listen),
             forward=parse_addr(self.PREFIX + f"{prefix}_FORWARD", forward) if forward else None,
@@ -238,4 +250,6 @@ class _Reader:
             pool_idle_timeout=self.duration(f"{prefix}_HTTP1_CONNECTION_POOL_IDLE_TIMEOUT", "3s"),
             max_idle_per_endpoint=self.integer(f"{prefix}_MAX_IDLE_CONNS_PER_ENDPOINT", 10000),
             dispatch_timeout=self.duration(f"{prefix}_DISPATCH_TIMEOUT", dispatch),
+            discovery_idle_timeout=self.duration(idle_name, "60s"),
+            router_capacity=router_capacity,
         )

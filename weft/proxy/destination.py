@@ -6,9 +6,13 @@ name is its logical destination; a request without one, and opaque TCP, use the 
 original destination (a cluster IP or pod IP and port). Each logical destination has one
 ``GetProfile`` stream (routes, retry budget, traffic split) and one ``Get`` stream (its
 endpoints); each backend of a split has a ``Get`` stream of its own. Streams open on first use
-and stay open, resubscribing with back-off when they break; what they last said stays in use
-meanwhile. A destination the service does not know, or that has not answered within the
-initial timeout, goes to the original destination in plaintext.
+and stay open while the destination is used, resubscribing with back-off when they break; what
+they last said stays in use meanwhile. A destination the service does not know, or that has not
+answered within the initial timeout, goes to the original destination in plaintext.
+
+A destination unused for the idle timeout (Linkerd's ``ROUTER_MAX_IDLE_AGE`` /
+``DISCOVERY_IDLE_TIMEOUT``) with no request in flight on its endpoints is evicted and its
+streams closed; at most ``ROUTER_CAPACITY`` are kept.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import asyncio
 import ipaddress
 import logging
 import random
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +33,7 @@ from weft.identity.client import LocalIdentity
 from weft.proxy.balance import Balancer, Load
 from weft.proxy.config import context_namespace
 from weft.proxy.discovery import Addr, Endpoint
+from weft.proxy.errors import GRPC_UNAVAILABLE, ProxyError
 from weft.proxy.profiles import profile_from_message
 from weft.proxy.routing import Fallbacks, Logical, canonical_name
 
@@ -38,6 +44,7 @@ GET_PROFILE = "/io.linkerd.proxy.destination.Destination/GetProfile"
 MAX_NAMES = 10000  # request names remembered with their canonical form
 INITIAL_TIMEOUT = 0.5  # seconds a new destination waits for its first answer
 OLD_CHANNEL_GRACE = 10.0  # seconds a channel with a replaced certificate stays open
+SWEEP_BOUNDS = (0.05, 15.0)  # seconds between looks for idle destinations: min, max
 
 
 def tcp_address(addr: net_pb2.TcpAddress) -> Addr | None:
@@ -130,6 +137,8 @@ class Discovered(Logical):
         self.first: asyncio.Future[None] = loop.create_future()
         self.profiled = False
         self.task: asyncio.Task[None] | None = None
+        self.used = True  # looked up since the router last looked for idle destinations
+        self.idle_since = 0.0  # when the router last saw it used (or busy)
         own.first.add_done_callback(self._part_answered)
         loop.call_later(INITIAL_TIMEOUT, self._release)
 
@@ -180,6 +189,26 @@ class Discovered(Logical):
             res.waiters.append(future)
         return future
 
+    def in_flight(self) -> bool:
+        """Whether requests are in flight on its own endpoints or those of its splits."""
+        if any(load.pending for load in self.own.balancer.order):
+            return True
+        return any(load.pending for res, _ in self.splits for load in res.balancer.order)
+
+
+class AtCapacity(Logical):
+    """Where requests for a new destination go while the router is full and every cached
+    destination is in use: nowhere (503, as Linkerd 2.6's router at capacity)."""
+
+    def __init__(self, fallbacks: Fallbacks, capacity: int) -> None:
+        super().__init__(fallbacks)
+        self.capacity = capacity
+
+    def pick(self, target: Addr | None, name: str | None = None) -> Load | None:
+        raise ProxyError(
+            503, f"router at capacity ({self.capacity} destinations in use)", GRPC_UNAVAILABLE
+        )
+
 
 class DestinationRouter:
     """Routes by the destination service: a :class:`Discovered` logical destination per name
@@ -194,6 +223,8 @@ class DestinationRouter:
         anchors_pem: bytes | None = None,
         backoff: tuple[float, float] = (0.1, 5.0),
         suffixes: tuple[str, ...] = ("svc.cluster.local.",),
+        idle_timeout: float = 60.0,
+        capacity: int = 10000,
     ) -> None:
         self.svc_addr = svc_addr
         self.svc_name = svc_name
@@ -208,6 +239,10 @@ class DestinationRouter:
         self.logicals: dict[str | Addr, Discovered] = {}
         self.names: dict[tuple[str, int], str | None] = {}
         self.unrouted = Logical(self.fallbacks)
+        self.idle_timeout = idle_timeout
+        self.capacity = capacity
+        self.full = AtCapacity(self.fallbacks, capacity)
+        self._sweeper: asyncio.Task[None] | None = None
         self._channel: grpc.aio.Channel | None = None
         self._channel_leaf: object = None
 
@@ -227,14 +262,76 @@ class DestinationRouter:
             return self.unrouted
         return self._logical(target, f"{target[0]}:{target[1]}")
 
-    def _logical(self, key: str | Addr, path: str) -> Discovered:
+    def _logical(self, key: str | Addr, path: str) -> Logical:
         logical = self.logicals.get(key)
         if logical is None:
+            if len(self.logicals) >= self.capacity and not self._make_room():
+                return self.full
             loop = asyncio.get_running_loop()
             logical = Discovered(self.fallbacks, path, self.resolution(path), loop)
+            logical.idle_since = time.monotonic()
             self.logicals[key] = logical
             logical.task = loop.create_task(self._follow_profile(path, logical))
+            if self._sweeper is None:
+                self._sweeper = loop.create_task(self._sweep_forever())
+        logical.used = True
         return logical
+
+    def sweep(self, now: float) -> int:
+        """Evict the destinations unused for the idle timeout with nothing in flight, closing
+        their streams; returns how many. (Use is noted as a flag per lookup, turned into a time
+        here, so a destination goes between one and one sweep period after the timeout.)"""
+        idle = [key for key, logical in self.logicals.items() if self._idle(logical, now)]
+        for key in idle:
+            self._evict(key)
+        if idle:
+            self._release_resolutions()
+        return len(idle)
+
+    def _idle(self, logical: Discovered, now: float) -> bool:
+        if logical.used or logical.in_flight():
+            logical.used = False
+            logical.idle_since = now
+            return False
+        return now - logical.idle_since >= self.idle_timeout
+
+    def _make_room(self) -> bool:
+        """Evict the least recently used destination with nothing in flight, if there is one."""
+        victim: tuple[bool, float, str | Addr] | None = None
+        for key, logical in self.logicals.items():
+            rank = (logical.used, logical.idle_since, key)
+            if (victim is None or rank[:2] < victim[:2]) and not logical.in_flight():
+                victim = rank
+        if victim is None:
+            log.warning("router at capacity: %d destinations, all in use", self.capacity)
+            return False
+        self._evict(victim[2])
+        self._release_resolutions()
+        return True
+
+    def _evict(self, key: str | Addr) -> None:
+        logical = self.logicals.pop(key)
+        log.debug("destination %s is idle: closing its streams", logical.name)
+        if logical.task is not None:
+            logical.task.cancel()
+
+    def _release_resolutions(self) -> None:
+        """Close the ``Get`` streams that no cached destination (or split) uses any more."""
+        used = {id(logical.own) for logical in self.logicals.values()}
+        used.update(id(res) for logical in self.logicals.values() for res, _ in logical.splits)
+        for path, res in list(self.resolutions.items()):
+            if id(res) not in used:
+                del self.resolutions[path]
+                if res.task is not None:
+                    res.task.cancel()
+                res.timer.cancel()
+
+    async def _sweep_forever(self) -> None:
+        low, high = SWEEP_BOUNDS
+        period = min(max(self.idle_timeout / 4, low), high)
+        while True:
+            await asyncio.sleep(period)
+            self.sweep(time.monotonic())
 
     def resolution(self, path: str) -> Resolution:
         """The ``Get`` stream for ``path`` (``host:port``), opened on first use."""
@@ -247,6 +344,8 @@ class DestinationRouter:
 
     def close(self) -> None:
         """Stop every stream."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         for res in self.resolutions.values():
             if res.task is not None:
                 res.task.cancel()

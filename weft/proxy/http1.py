@@ -169,6 +169,7 @@ class H1Server(asyncio.Protocol):
         self.closed = False
         self.broken: ProxyError | None = None
         self.tunnel: H1Upstream | None = None
+        self.tunnel_eof = False  # the client ended its direction of the tunnel
         self.connecting: asyncio.Task[None] | None = None
         self.client_id = ctx.client_id.encode() if ctx.client_id else None
         self.corked: list[bytes] | None = None
@@ -205,9 +206,14 @@ class H1Server(asyncio.Protocol):
             self._fail(ProxyError(400, f"malformed HTTP request: {exc}", GRPC_INTERNAL))
 
     def eof_received(self) -> bool:
-        if self.tunnel is not None:
-            if self.tunnel.transport.can_write_eof():
-                self.tunnel.transport.write_eof()
+        up = self.tunnel
+        if up is not None:
+            self.tunnel_eof = True
+            if up.tunnel_eof or up.transport.is_closing():
+                self.transport.close()  # both directions have ended
+                up.transport.close()
+            else:
+                up.transport.write_eof()  # TCP FIN, or TLS close_notify then FIN
             return True
         if self.queue:
             self.draining = True  # answer what was asked, then close
@@ -640,6 +646,7 @@ class H1Upstream(asyncio.Protocol):
         self.keep_alive = True
         self.idle_timer: asyncio.TimerHandle | None = None
         self.tunnel = False
+        self.tunnel_eof = False  # the server ended its direction of the tunnel
         self.discarding = False  # reading a failed response that will be retried
         self.tap: Tapped | None = None  # the tapped exchange whose response body is coming
 
@@ -690,7 +697,11 @@ class H1Upstream(asyncio.Protocol):
     def eof_received(self) -> bool:
         down = self.down
         if self.tunnel and down is not None:
-            if down.transport.can_write_eof():
+            self.tunnel_eof = True
+            if down.tunnel_eof or down.transport.is_closing():
+                self.transport.close()  # both directions have ended
+                down.transport.close()
+            else:
                 down.transport.write_eof()
             return True
         ex = self.ex

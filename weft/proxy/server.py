@@ -28,6 +28,7 @@ from weft.proxy.tls import (
     peer_identity,
 )
 from weft.proxy.tls_hello import MAX_HELLO_BYTES, ClientHello, Hello, parse_client_hello
+from weft.proxy.tls_transport import accept_tls
 
 if TYPE_CHECKING:
     from weft.identity.client import LocalIdentity
@@ -235,12 +236,13 @@ class _Peeker:
     async def _adopt(self, ctx: ssl.SSLContext | None, detect_left: float) -> None:
         listener = self.listener
         try:
-            await self.loop.connect_accepted_socket(
-                lambda: _Accepting(listener, detect_left),
-                self.sock,
-                ssl=ctx,
-                ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if ctx is not None else None,
-            )
+            if ctx is None:
+                await self.loop.connect_accepted_socket(
+                    lambda: _Accepting(listener, detect_left), self.sock
+                )
+            else:
+                async with asyncio.timeout(TLS_HANDSHAKE_TIMEOUT):
+                    await accept_tls(lambda: _Accepting(listener, detect_left), self.sock, ctx)
         except (OSError, TimeoutError) as exc:
             if ctx is not None:
                 listener.metrics.tcp_error(listener.direction, "tls_handshake")

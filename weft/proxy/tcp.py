@@ -28,9 +28,6 @@ class _Half(asyncio.Protocol):
         self.closed = False
         self.linked = False
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
-
     def data_received(self, data: bytes) -> None:
         n = len(data)
         self.stats.read += n
@@ -40,12 +37,11 @@ class _Half(asyncio.Protocol):
     def eof_received(self) -> bool:
         self.eof = True
         other = self.other
-        if other.eof:
+        if other.eof or other.transport.is_closing():
             self.transport.close()
             other.transport.close()
-            return True
-        if other.transport.can_write_eof():
-            other.transport.write_eof()
+        else:
+            other.transport.write_eof()  # TCP FIN, or TLS close_notify then FIN
         return True  # keep our write side open: the peer may still be sending
 
     def pause_writing(self) -> None:
@@ -61,6 +57,24 @@ class _Half(asyncio.Protocol):
             self.other.transport.close()
 
 
+class _Upstream(_Half):
+    """The dialled side. It is linked to the accepted side as soon as it connects, so what a
+    server says first (a greeting) is carried even before the dial's caller resumes."""
+
+    def __init__(self, stats: ConnStats, down: OpaqueConn) -> None:
+        super().__init__(stats)
+        self.other = down
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        down = self.other
+        if down.closed:
+            self.transport.close()
+            return
+        down.other = self
+        self.linked = down.linked = True
+
+
 class OpaqueConn(_Half):
     """The accepted side; dials the upstream and then copies both ways."""
 
@@ -69,6 +83,23 @@ class OpaqueConn(_Half):
         self.ctx = ctx
         self.transport = transport
         self.task: asyncio.Task[None] | None = None
+        self.early: list[bytes] = []  # the client's bytes while the upstream is dialled
+
+    def data_received(self, data: bytes) -> None:
+        if self.task is None:
+            _Half.data_received(self, data)
+            return
+        # Reading is paused while dialling, but a transport may deliver once more (uvloop
+        # starts reading after connection_made, where an opaque port is handed over).
+        self.stats.read += len(data)
+        self.early.append(data)
+        self.transport.pause_reading()
+
+    def eof_received(self) -> bool:
+        if self.task is None:
+            return _Half.eof_received(self)
+        self.eof = True  # passed on once the upstream is there
+        return True
 
     def drain(self) -> None:
         # An opaque stream has no request boundary: let it run until the grace period ends.
@@ -91,7 +122,7 @@ class OpaqueConn(_Half):
         try:
             load = await self._pick()
             endpoint = load.endpoint
-            upstream = _Half(ctx.dst_conn_stats(endpoint))
+            upstream = _Upstream(ctx.dst_conn_stats(endpoint), self)
             load.start()
             started = time.monotonic()
             try:
@@ -110,17 +141,17 @@ class OpaqueConn(_Half):
             return
         finally:
             self.task = None
-        if self.closed:
+        if self.transport.is_closing() or upstream.transport.is_closing():
             upstream.transport.close()
+            self.transport.close()
             return
-        self.other = upstream
-        upstream.other = self
-        self.linked = upstream.linked = True
-        if initial:
-            upstream.stats.written += len(initial)
-            upstream.transport.write(initial)
+        early, self.early = self.early, []
+        data = initial + b"".join(early) if early else initial
+        if data:
+            upstream.stats.written += len(data)
+            upstream.transport.write(data)
         self.transport.resume_reading()
-        if eof:
+        if eof or self.eof:
             self.eof_received()
 
     async def _pick(self) -> Load:

@@ -2,18 +2,23 @@
 
 Outbound, a meshed endpoint (one discovery gave an identity) gets TLS 1.3 with SNI = its identity,
 and its certificate must chain to the trust anchors and name that identity. Inbound, the listener
-(``server.py``) terminates TLS only when the ClientHello's SNI is this proxy's own identity.
+(``server.py``) terminates TLS only when the ClientHello's SNI is this proxy's own identity. Both
+ends run over :mod:`weft.proxy.tls_transport`, which carries half-close.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
+import socket
 import ssl
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from weft.proxy.discovery import Endpoint
 from weft.proxy.metrics import LabelPairs
+from weft.proxy.tls_transport import connect_tls
 
 if TYPE_CHECKING:
     from weft.identity.client import LocalIdentity
@@ -81,19 +86,67 @@ class Dialer:
     async def connect(
         self, factory: Callable[[], asyncio.Protocol], endpoint: Endpoint, timeout: float
     ) -> None:
-        """Connect ``factory()``'s protocol to ``endpoint`` (TLS included) within ``timeout``."""
+        """Connect ``factory()``'s protocol to ``endpoint`` (TLS included).
+
+        ``timeout`` bounds the TCP connect alone (the TLS handshake has its own), and it fails
+        only a connection that is not up when it expires: a busy loop that resumes this
+        coroutine late does not throw an established connection away.
+        """
         loop = asyncio.get_running_loop()
         host, port = endpoint.addr
         ctx = self.context_for(endpoint)
-        async with asyncio.timeout(timeout if ctx is None else timeout + TLS_HANDSHAKE_TIMEOUT):
+        sock = await _tcp_connect(loop, host, port, timeout)
+        try:
             if ctx is None:
-                await loop.create_connection(factory, host, port)
+                await loop.create_connection(factory, sock=sock)
             else:
-                await loop.create_connection(
-                    factory,
-                    host,
-                    port,
-                    ssl=ctx,
-                    server_hostname=endpoint.identity,
-                    ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT,
-                )
+                assert endpoint.identity is not None  # context_for gives none without one
+                async with asyncio.timeout(TLS_HANDSHAKE_TIMEOUT):
+                    await connect_tls(factory, sock, ctx, endpoint.identity)
+        except BaseException:
+            sock.close()  # a no-op once the loop owns it: it detaches the socket when it fails
+            raise
+
+
+async def _tcp_connect(
+    loop: asyncio.AbstractEventLoop, host: str, port: int, timeout: float
+) -> socket.socket:
+    """A connected non-blocking socket to ``host:port``; TimeoutError if it is not connected
+    ``timeout`` seconds after the connect started."""
+    try:  # endpoints are addresses: no resolver round trip for them
+        info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
+    except socket.gaierror:
+        info = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    family, kind, proto, _, addr = info[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        err = sock.connect_ex(addr)
+        if err == errno.EINPROGRESS:
+            settled: asyncio.Future[None] = loop.create_future()
+
+            def settle() -> None:
+                if not settled.done():
+                    settled.set_result(None)
+
+            fd = sock.fileno()
+            loop.add_writer(fd, settle)
+            timer = loop.call_later(timeout, settle)
+            try:
+                await settled
+            finally:
+                timer.cancel()
+                loop.remove_writer(fd)
+            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if not err:
+                try:
+                    sock.getpeername()
+                except OSError:
+                    raise TimeoutError(f"connect to {host}:{port} timed out") from None
+        if err:
+            raise OSError(err, os.strerror(err))
+    except BaseException:
+        sock.close()
+        raise
+    return sock

@@ -58,7 +58,11 @@ async def serve_destination(
     def metrics() -> str:
         streams = GaugeMetricFamily("destination_get_streams", "Open Destination.Get streams")
         streams.add_metric([], service.open_streams)
-        return render_metrics([streams])
+        profiles = GaugeMetricFamily(
+            "destination_get_profile_streams", "Open Destination.GetProfile streams"
+        )
+        profiles.add_metric([], service.open_profile_streams)
+        return render_metrics([streams, profiles])
 
     runner = await start_admin(*admin, metrics, service.ready.is_set)
     log.info("destination service listening on %s:%d", host, port)

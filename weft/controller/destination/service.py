@@ -61,6 +61,11 @@ class DestinationService:
         """How many ``Get`` streams are open."""
         return len(self._subscribers)
 
+    @property
+    def open_profile_streams(self) -> int:
+        """How many ``GetProfile`` streams are open."""
+        return len(self._profile_subscribers)
+
     async def start(self) -> None:
         """Start following the platform (returns at once; :attr:`ready` tells when it caught up)."""
         for kind in WATCHED_KINDS:

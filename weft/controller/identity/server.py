@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from datetime import UTC, datetime
 
 import grpc.aio
@@ -53,11 +54,11 @@ async def serve_identity(
     authority: Authority,
     platform: Platform,
     listen: tuple[str, int],
-    admin: tuple[str, int],
+    admin: tuple[str, int] | socket.socket,
     service_account: str,
     stop: asyncio.Event,
 ) -> None:
-    """Serve Certify until ``stop`` is set."""
+    """Serve Certify until ``stop`` is set; ``admin`` is an address or a bound socket."""
     cfg = authority.config
     name = identity_name(
         service_account, cfg.control_namespace, cfg.control_namespace, cfg.trust_domain
@@ -72,9 +73,14 @@ async def serve_identity(
         f"[{host}]:{port}" if ":" in host else f"{host}:{port}", creds.credentials()
     )
     await server.start()
-    runner = await start_admin(
-        *admin, lambda: render_metrics(_metrics(service, authority)), lambda: True
-    )
+
+    def metrics() -> str:
+        return render_metrics(_metrics(service, authority))
+
+    if isinstance(admin, socket.socket):
+        runner = await start_admin("", 0, metrics, lambda: True, sock=admin)
+    else:
+        runner = await start_admin(*admin, metrics, lambda: True)
     log.info("identity service for %s listening on %s:%d", cfg.trust_domain, host, port)
     for line in authority.warnings(datetime.now(UTC)):
         log.warning("TRUST ATTENTION: %s", line)
