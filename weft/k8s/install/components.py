@@ -19,6 +19,7 @@ from typing import Any, Literal
 from weft.controller.prometheus.config import PrometheusSettings
 from weft.controller.prometheus.launch import PrometheusLaunch
 from weft.k8s.install.values import InstallValues
+from weft.web import manifest as web_manifest
 
 Obj = dict[str, Any]
 Mount = Literal[
@@ -184,6 +185,14 @@ def _metrics_api(values: InstallValues) -> list[str]:
     ]  # fmt: skip
 
 
+def _web(values: InstallValues) -> list[str]:
+    """The dashboard, authenticating to the tap controller with its projected token."""
+    command = web_manifest.command(values.namespace, values.cluster_domain)
+    at = command.index("--token-file")
+    command[at + 1] = f"{TOKEN_DIR}/{TOKEN_FILE}"
+    return [*command, "--log-level", values.controller_log_level]
+
+
 def prometheus_launch(values: InstallValues) -> PrometheusLaunch:
     """The Prometheus server's command line in its pod."""
     return PrometheusLaunch(
@@ -277,6 +286,14 @@ COMPONENTS: tuple[Component, ...] = (
         9995,
         _metrics_api,
         rules=INVENTORY_READ,
+    ),
+    Component(
+        "web",
+        web_manifest.PORT,
+        "http",
+        web_manifest.ADMIN_PORT,
+        _web,
+        mounts=("identity-token",),
     ),
     Component(
         "prometheus",
