@@ -96,6 +96,7 @@ def test_install_applies_and_every_object_passes_a_server_dry_run(
         "weft-proxy-injector",
         "weft-sp-validator",
         "weft-tap",
+        "weft-web",
     ]
     json_output = weft(kube, "install", "-o", "json")
     assert json.loads(json_output.stdout)["kind"] == "List"
