@@ -12,10 +12,14 @@ import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from weft.platform import Platform
+
+if TYPE_CHECKING:
+    from weft.identity.config import IdentityConfig
 
 SA_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 
@@ -90,6 +94,48 @@ def _listen(name: str, text: str) -> socket.socket:
     except OSError as exc:
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
         raise click.ClickException(f"{name} {text}: {reason}") from None
+
+
+def own_identity_options(help_text: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """``--identity-addr``, ``--trust-anchors-file`` and ``--token-file``: where a component
+    that serves TLS gets its own certificate (``help_text`` says what for)."""
+
+    def decorate(f: Callable[..., None]) -> Callable[..., None]:
+        f = click.option("--token-file", default=SA_TOKEN, show_default=True)(f)
+        f = click.option("--trust-anchors-file", type=click.Path(exists=True, dir_okay=False))(f)
+        return click.option(
+            "--identity-addr",
+            default="weft-identity.weft.svc.cluster.local:8080",
+            show_default=True,
+            help=help_text,
+        )(f)
+
+    return decorate
+
+
+def own_identity(
+    service_account: str,
+    control_namespace: str,
+    trust_domain: str,
+    identity_addr: str,
+    trust_anchors_file: str,
+    token_file: str,
+) -> IdentityConfig:
+    """A component's own identity: its service account's name, certified by the identity
+    service at ``identity_addr``."""
+    from weft.identity.config import IdentityConfig
+    from weft.identity.names import identity_name
+
+    def name(account: str) -> str:
+        return identity_name(account, control_namespace, control_namespace, trust_domain)
+
+    return IdentityConfig(
+        local_name=name(service_account),
+        trust_anchors_pem=Path(trust_anchors_file).read_bytes(),
+        token_file=token_file,
+        svc_addr=_addr("--identity-addr", identity_addr),
+        svc_name=name("weft-identity"),
+    )
 
 
 def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]], what: str) -> None:
@@ -197,14 +243,7 @@ def identity(
 @click.option("--addr", default="0.0.0.0:8086", show_default=True, help="gRPC listen address.")
 @click.option("--cluster-domain", default="cluster.local", show_default=True)
 @click.option("--service-account", default="weft-destination", show_default=True)
-@click.option(
-    "--identity-addr",
-    default="weft-identity.weft.svc.cluster.local:8080",
-    show_default=True,
-    help="Where to get this component's own certificate.",
-)
-@click.option("--trust-anchors-file", type=click.Path(exists=True, dir_okay=False))
-@click.option("--token-file", default=SA_TOKEN, show_default=True)
+@own_identity_options("Where to get this component's own certificate.")
 @click.option("--disable-identity", is_flag=True, help="Serve plaintext gRPC (for tests).")
 def destination(
     platform_spec: str,
@@ -222,8 +261,6 @@ def destination(
 ) -> None:
     """The destination service: endpoints and identities for proxies (Destination/Get)."""
     from weft.controller.destination.addresses import MeshSettings
-    from weft.identity.config import IdentityConfig
-    from weft.identity.names import identity_name
 
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     settings = MeshSettings(control_namespace, trust_domain, cluster_domain)
@@ -233,16 +270,10 @@ def destination(
     if not disable_identity:
         if trust_anchors_file is None:
             raise click.UsageError("--trust-anchors-file is required unless --disable-identity")
-        name = identity_name(service_account, control_namespace, control_namespace, trust_domain)
-        own = IdentityConfig(
-            local_name=name,
-            trust_anchors_pem=Path(trust_anchors_file).read_bytes(),
-            token_file=token_file,
-            svc_addr=_addr("--identity-addr", identity_addr),
-            svc_name=identity_name(
-                "weft-identity", control_namespace, control_namespace, trust_domain
-            ),
-        )
+        own = own_identity(
+            service_account, control_namespace, trust_domain, identity_addr,
+            trust_anchors_file, token_file,
+        )  # fmt: skip
     platform = open_platform(platform_spec)
 
     async def main(stop: asyncio.Event) -> None:
@@ -333,14 +364,9 @@ def metrics_api(
 @click.option("--addr", default="0.0.0.0:8088", show_default=True, help="Tap API listen address.")
 @click.option("--cluster-domain", default="cluster.local", show_default=True)
 @click.option("--service-account", default="weft-tap", show_default=True)
-@click.option(
-    "--identity-addr",
-    default="weft-identity.weft.svc.cluster.local:8080",
-    show_default=True,
-    help="Where to get this component's own certificate (proxies answer only its identity).",
+@own_identity_options(
+    "Where to get this component's own certificate (proxies answer only its identity)."
 )
-@click.option("--trust-anchors-file", required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--token-file", default=SA_TOKEN, show_default=True)
 @click.option(
     "--authorized-users",
     default="weft:admin,system:serviceaccount:weft:weft-web",
@@ -357,29 +383,24 @@ def tap(
     cluster_domain: str,
     service_account: str,
     identity_addr: str,
-    trust_anchors_file: str,
+    trust_anchors_file: str | None,
     token_file: str,
     authorized_users: str,
 ) -> None:
     """The tap controller: streams live requests from the proxies of a resource (tap API)."""
     from weft.controller.destination.addresses import MeshSettings
     from weft.controller.tap.authz import parse_users
-    from weft.identity.config import IdentityConfig
-    from weft.identity.names import identity_name
 
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    if trust_anchors_file is None:
+        raise click.UsageError("--trust-anchors-file is required: proxies answer tap over mTLS")
     settings = MeshSettings(control_namespace, trust_domain, cluster_domain)
     listen = _listen("--addr", addr)
     admin = _listen("--admin-addr", admin_addr)
-    own = IdentityConfig(
-        local_name=identity_name(
-            service_account, control_namespace, control_namespace, trust_domain
-        ),
-        trust_anchors_pem=Path(trust_anchors_file).read_bytes(),
-        token_file=token_file,
-        svc_addr=_addr("--identity-addr", identity_addr),
-        svc_name=identity_name("weft-identity", control_namespace, control_namespace, trust_domain),
-    )
+    own = own_identity(
+        service_account, control_namespace, trust_domain, identity_addr,
+        trust_anchors_file, token_file,
+    )  # fmt: skip
     users = parse_users(authorized_users)
     platform = open_platform(platform_spec)
 

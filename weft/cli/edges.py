@@ -37,13 +37,7 @@ def edges_request(resources: Sequence[str], namespace: str, all_namespaces: bool
 @click.argument("resources", nargs=-1)
 @click.option("-n", "--namespace", default="default", show_default=True, help="Namespace.")
 @click.option("-A", "--all-namespaces", is_flag=True, help="Every namespace (ignores -n).")
-@click.option(
-    "-o",
-    "--output",
-    type=click.Choice(["table", "wide", "json"]),
-    default="table",
-    show_default=True,
-)
+@viz_client.output_option
 @cluster_options
 def edges(
     resources: tuple[str, ...],

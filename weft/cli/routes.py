@@ -65,13 +65,7 @@ def routes_query(
 @click.option("-t", "--time-window", default="1m", show_default=True, help="Window of the figures.")
 @click.option("--to", "to", metavar="RESOURCE", help="Only the resource's requests to this one.")
 @click.option("--to-namespace", metavar="NS", help="Namespace of --to [default: -n].")
-@click.option(
-    "-o",
-    "--output",
-    type=click.Choice(["table", "wide", "json"]),
-    default="table",
-    show_default=True,
-)
+@viz_client.output_option
 @cluster_options
 def routes(
     resources: tuple[str, ...],

@@ -114,13 +114,7 @@ def stat_query(
 @click.option("--from", "from_", metavar="RESOURCE", help="Only requests from this resource.")
 @click.option("--from-namespace", metavar="NS", help="Namespace of --from [default: -n].")
 @click.option("-l", "--selector", default="", help="Label selector (app=web,tier!=db).")
-@click.option(
-    "-o",
-    "--output",
-    type=click.Choice(["table", "wide", "json"]),
-    default="table",
-    show_default=True,
-)
+@viz_client.output_option
 @cluster_options
 def stat(
     resources: tuple[str, ...],

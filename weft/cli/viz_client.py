@@ -181,3 +181,13 @@ def checked(command: str, build: Callable[[], T]) -> T:
         return build()
     except (InputError, ResourceError) as exc:
         fail(command, str(exc))
+
+
+# ``-o table|wide|json``, as stat, routes and edges take it.
+output_option = click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["table", "wide", "json"]),
+    default="table",
+    show_default=True,
+)
