@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -83,16 +84,25 @@ class LoopbackProxy:
     process bound from ``/proc``.
     """
 
-    def __init__(self, forward: tuple[str, int], log_dir: Path, **env: str) -> None:
+    def __init__(
+        self, forward: tuple[str, int], log_dir: Path, *, host: str | None = None, **env: str
+    ) -> None:
         self.inbound = self.outbound = self.admin = 0
+        # One address for every listener (a "pod IP"), or one address per listener.
+        self.hosts = {
+            "inbound": host or INBOUND_HOST,
+            "outbound": host or OUTBOUND_HOST,
+            "admin": host or ADMIN_HOST,
+        }
+        self.shared_host = host is not None
         self.log_path = log_dir / f"proxy-{id(self):x}.log"
         self.env = {
             **os.environ,
             "LINKERD2_PROXY_IDENTITY_DISABLED": "1",
-            "LINKERD2_PROXY_INBOUND_LISTEN_ADDR": f"{INBOUND_HOST}:0",
-            "LINKERD2_PROXY_OUTBOUND_LISTEN_ADDR": f"{OUTBOUND_HOST}:0",
-            "LINKERD2_PROXY_ADMIN_LISTEN_ADDR": f"{ADMIN_HOST}:0",
-            "LINKERD2_PROXY_CONTROL_LISTEN_ADDR": f"{CONTROL_HOST}:0",
+            "LINKERD2_PROXY_INBOUND_LISTEN_ADDR": f"{self.hosts['inbound']}:0",
+            "LINKERD2_PROXY_OUTBOUND_LISTEN_ADDR": f"{self.hosts['outbound']}:0",
+            "LINKERD2_PROXY_ADMIN_LISTEN_ADDR": f"{self.hosts['admin']}:0",
+            "LINKERD2_PROXY_CONTROL_LISTEN_ADDR": f"{host or CONTROL_HOST}:0",
             "LINKERD2_PROXY_INBOUND_FORWARD": f"{forward[0]}:{forward[1]}",
             "LINKERD2_PROXY_OUTBOUND_FORWARD": f"{forward[0]}:{forward[1]}",
             **env,
@@ -107,20 +117,35 @@ class LoopbackProxy:
             )
         ports = wait_for(self._bound, 15, "the proxy's listeners")
         self.inbound, self.outbound, self.admin = (
-            ports[INBOUND_HOST],
-            ports[OUTBOUND_HOST],
-            ports[ADMIN_HOST],
+            ports["inbound"],
+            ports["outbound"],
+            ports["admin"],
         )
         wait_for(self.ready, 15, "the proxy's /ready")
         return self
 
     def _bound(self) -> dict[str, int] | None:
+        """The listeners' ports: from ``/proc`` by address, or (one shared address) from the
+        proxy's ``<direction> listener on``/``admin server on`` log lines."""
         assert self.proc is not None
         if self.proc.poll() is not None:
             raise RuntimeError(f"proxy exited: {self.log_path.read_text()}")
-        ports = listening(self.proc.pid)
-        wanted = (INBOUND_HOST, OUTBOUND_HOST, ADMIN_HOST)
-        return ports if all(host in ports for host in wanted) else None
+        if self.shared_host:
+            text = self.log_path.read_text(errors="replace")
+            found = {
+                role: int(m.group(1))
+                for role, pattern in (
+                    ("inbound", r"inbound listener on [^:]+:(\d+)"),
+                    ("outbound", r"outbound listener on [^:]+:(\d+)"),
+                    ("admin", r"admin server on [^:]+:(\d+)"),
+                )
+                if (m := re.search(pattern, text))
+            }
+            return found if len(found) == 3 else None
+        listeners = listening(self.proc.pid)
+        if not all(host in listeners for host in self.hosts.values()):
+            return None
+        return {role: listeners[host] for role, host in self.hosts.items()}
 
     def ready(self) -> bool:
         """Whether ``/ready`` answers 200."""
@@ -135,7 +160,7 @@ class LoopbackProxy:
 
     def admin_url(self, path: str) -> str:
         """The admin server's URL for ``path``."""
-        return f"http://{ADMIN_HOST}:{self.admin}{path}"
+        return f"http://{self.hosts['admin']}:{self.admin}{path}"
 
     def metrics(self) -> str:
         """The current ``/metrics`` text."""

@@ -395,8 +395,9 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     backend = BackendServer(("127.0.0.1", 0), Backend)
     threading.Thread(target=backend.serve_forever, daemon=True).start()
     forward = ("127.0.0.1", backend.server_port)
-    web = LoopbackProxy(forward, directory)
-    api_proxy = LoopbackProxy(forward, directory)
+    # Every proxy listens on 127.0.0.1 only: that is its "pod IP" in the platform's objects.
+    web = LoopbackProxy(forward, directory, host="127.0.0.1")
+    api_proxy = LoopbackProxy(forward, directory, host="127.0.0.1")
     loop = LoopThread()
     prometheus: PrometheusProcess | None = None
     client: LoopbackProxy | None = None
@@ -405,9 +406,9 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         web.start()
         api_proxy.start()
         targets_sock, api_sock, api_admin_sock = listening(), listening(), listening()
-        # The client's ports are chosen at construction, before it starts (it needs the
-        # destination service's port, and the platform needs its admin port).
-        client_ports = LoopbackProxy(forward, directory)
+        # The client needs the destination service's port, so it starts after it; the platform
+        # learns the client's admin port once it has started, before the targets server reads it.
+        client_ports = LoopbackProxy(forward, directory, host="127.0.0.1")
         platform = StaticPlatform(cluster(web, api_proxy, client_ports, port_of(api_admin_sock)))
         destination_port, stop_destination = start_destination(loop, platform)
         stops.append(stop_destination)
@@ -416,6 +417,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
             LINKERD2_PROXY_DESTINATION_CONTEXT=f"ns:{NS}",
         )
         client = client_ports.start()
+        platform.objects = cluster(web, api_proxy, client, port_of(api_admin_sock))
         targets = serve(
             loop, lambda stop: serve_targets(platform, "weft", targets_sock, None, stop)
         )

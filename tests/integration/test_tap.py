@@ -235,6 +235,7 @@ async def mesh(
         proxy = LoopbackProxy(
             inbound_forward or ("127.0.0.1", h1_port),
             tmp_path,
+            host="127.0.0.1",
             LINKERD2_PROXY_OUTBOUND_FORWARD=f"127.0.0.1:{grpc_port}",
             LINKERD2_PROXY_IDENTITY_LOCAL_NAME=WEB,
             LINKERD2_PROXY_IDENTITY_TRUST_ANCHORS=r.anchors_pem.decode(),
