@@ -57,8 +57,9 @@ def identity(sa: str) -> str:
 # -- manifests ----------------------------------------------------------------------------
 
 
-def backend(name: str, *args: str) -> list[Obj]:
-    """A ServiceAccount, Deployment and Service ``name`` running backend.py."""
+def backend(name: str, *args: str, annotations: dict[str, str] | None = None) -> list[Obj]:
+    """A ServiceAccount, Deployment and Service ``name`` running backend.py (its pod template
+    annotated with ``annotations``)."""
     labels = {"app": name}
     return [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": NS}},
@@ -69,7 +70,7 @@ def backend(name: str, *args: str) -> list[Obj]:
             "spec": {
                 "selector": {"matchLabels": labels},
                 "template": {
-                    "metadata": {"labels": labels},
+                    "metadata": {"labels": labels, "annotations": annotations or {}},
                     "spec": {
                         "serviceAccountName": name,
                         "containers": [
@@ -151,6 +152,7 @@ def namespace_manifest() -> str:
         *client(),
         *backend("server"),
         *backend("flaky", "--fail-rate", "0.5"),
+        *backend("private", annotations={"config.linkerd.io/disable-tap": "true"}),
     ]
     return yaml.safe_dump_all(objects, sort_keys=False) + "---\n" + PROFILES
 
@@ -165,7 +167,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
         "1s",
     ) as c:
         c.apply(namespace_manifest())
-        for name in ("client", "server", "flaky"):
+        for name in ("client", "server", "flaky", "private"):
             c.wait_deployment(NS, name, 1, timeout=120)
         yield c
 
@@ -282,11 +284,11 @@ def test_stat_reports_the_known_success_rate_rate_and_latency_on_both_sides(
 
 def test_stat_lists_workloads_without_traffic_and_counts_pods(cluster: LocalCluster) -> None:
     rows = weft_json(cluster, "stat", "deploy", "-n", NS, "-t", WINDOW)
-    assert {r["name"] for r in rows} == {"client", "server", "flaky"}
+    assert {r["name"] for r in rows} == {"client", "server", "flaky", "private"}
     pods = weft_json(cluster, "stat", "po", "-n", NS)
-    assert len(pods) == 3 and all(p["meshed"] == "1/1" for p in pods)
+    assert len(pods) == 4 and all(p["meshed"] == "1/1" for p in pods)
     namespaces = weft_json(cluster, "stat", "ns", "-A")
-    assert row(namespaces, NS)["meshed"] == "3/3"
+    assert row(namespaces, NS)["meshed"] == "4/4"
 
 
 # -- routes -------------------------------------------------------------------------------
@@ -576,6 +578,7 @@ def test_check_proxy_passes_and_fails_when_a_proxy_is_stopped(cluster: LocalClus
         (["stat", "deploy", "-n", NS, "-t", "10q"], "time window"),
         (["stat", "deploy/nope", "-n", NS], "not found"),
         (["tap", "deploy/nope", "-n", NS], "no pods found"),
+        (["tap", "deploy/private", "-n", NS], "have tapping disabled"),
         (["routes", "deploy/nope", "-n", NS], "not found"),
     ],
 )

@@ -38,8 +38,12 @@ from tests.integration.test_identity_service import (
 )
 from tests.loopback import LoopbackProxy
 from weft.api import http_types_pb2, tap_pb2, tap_pb2_grpc
+from weft.controller.tap.query import TapQuery
+from weft.controller.tap.session import TapFailed, TapSession, TlsMaterial
+from weft.controller.tap.targets import TapTarget
 from weft.identity import certs
 from weft.identity.names import identity_name
+from weft.viz.resources import Resource
 
 TIMEOUT = 15.0
 TAP = identity_name("weft-tap", "weft", "weft", "cluster.local")
@@ -623,3 +627,50 @@ async def test_cancelling_the_client_frees_the_tap(tmp_path: Path) -> None:
             assert rsp.status == 200
         assert len(observer.events) == 3
         await channel.close()
+
+
+# -- the tap controller's session against the real proxy ------------------------------------
+
+
+def session_for(m: Mesh, key_and_chain: tuple[bytes, bytes], max_rps: float) -> TapSession:
+    """A tap controller session for the proxy of ``m``, dialling with ``key_and_chain``."""
+    key, chain = key_and_chain
+    target = TapTarget(NS, "web-1", "127.0.0.1", m.control, WEB)
+    query = TapQuery(Resource("deployment", "web", NS), path="/hello", max_rps=max_rps)
+    index = {"127.0.0.1": {"pod": "web-1", "namespace": NS, "deployment": "web"}}
+    return TapSession([target], query, TlsMaterial(chain, key, m.identity.anchors_pem), index)
+
+
+@pytest.mark.anyio
+async def test_the_controllers_session_streams_a_proxys_events_with_pod_labels(
+    tmp_path: Path,
+) -> None:
+    async with mesh(tmp_path) as m:
+        session = session_for(m, await client_certificate(m.identity, TAP), max_rps=100)
+        assert await session.start() == []
+        events = session.events()
+        try:
+            async with m.http.get(m.url("/hello")) as rsp:
+                assert rsp.status == 200
+            async with asyncio.timeout(TIMEOUT):
+                first = await anext(events)
+        finally:
+            await session.close()
+        assert first["http"]["requestInit"]["path"] == "/hello"  # protobuf JSON mapping
+        assert first["proxyDirection"] == "INBOUND"
+        assert first["destinationMeta"]["labels"]["deployment"] == "web"
+        await m.wait_gauge(0)  # closing the session ended the proxy's stream
+
+
+@pytest.mark.anyio
+async def test_a_proxy_refusing_the_controller_fails_the_session_with_its_reason(
+    tmp_path: Path,
+) -> None:
+    async with mesh(tmp_path) as m:
+        session = session_for(m, await client_certificate(m.identity, VOTING), max_rps=100)
+        with pytest.raises(TapFailed) as failed:
+            await session.start()
+        message = str(failed.value)
+        assert message.startswith(f"no proxy accepted the tap: pod {NS}/web-1: PERMISSION_DENIED")
+        assert VOTING in message
+        assert await m.gauge() == 0
