@@ -8,8 +8,13 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from weft.proxy_api.wire import (
+    FIXED32,
+    LEN,
+    MAX_DEPTH,
+    VARINT,
     Fields,
     Occurrence,
+    WireError,
     boolean,
     encode_string,
     fixed32,
@@ -75,7 +80,7 @@ Update = Add | Remove | NoEndpoints | None  # None: an Update with nothing set
 
 def _ip(fields: Fields) -> str | None:
     """An ``IPAddress`` as text; None when neither member is set."""
-    chosen = fields.oneof(1, 2)
+    chosen = fields.oneof({1: FIXED32, 2: LEN})
     if chosen is None:
         return None
     number, found = chosen
@@ -99,7 +104,7 @@ def _tcp_address(fields: Fields) -> Addr | None:
 
 def _tls_identity(found: list[Occurrence]) -> str | None:
     tls = message(found)
-    chosen = tls.oneof(1, 3) if tls is not None else None
+    chosen = tls.oneof({1: LEN, 3: LEN}) if tls is not None else None
     if chosen is None or chosen[0] != 1:
         return None
     dns_like = message(chosen[1])
@@ -118,7 +123,7 @@ def _weighted_addr(data: bytes) -> WeightedAddr:
 
 def decode_update(data: bytes) -> Update:
     """An encoded ``Update``; :class:`~weft.proxy_api.wire.WireError` when it is not one."""
-    chosen = Fields(data).oneof(1, 2, 3)
+    chosen = Fields(data).oneof({1: LEN, 2: LEN, 3: LEN})
     if chosen is None:
         return None
     number, found = chosen
@@ -187,6 +192,8 @@ class DestinationProfile:
 
 
 _SEQ_KINDS = {1: "all", 2: "any", 3: "not"}
+_REQUEST_MATCH = {1: LEN, 2: LEN, 3: LEN, 4: LEN, 5: LEN}
+_RESPONSE_MATCH = {1: LEN, 2: LEN, 3: LEN, 4: LEN}
 
 
 def _seconds(fields: Fields) -> float:
@@ -194,20 +201,28 @@ def _seconds(fields: Fields) -> float:
     return int64(fields.get(1)) + int32(fields.get(2)) / 1e9
 
 
-def _request_match(fields: Fields | None) -> RequestMatch:
-    chosen = fields.oneof(1, 2, 3, 4, 5) if fields is not None else None
+def _nested(depth: int) -> int:
+    if depth >= MAX_DEPTH:
+        raise WireError(f"matches nested deeper than {MAX_DEPTH}")
+    return depth + 1
+
+
+def _request_match(fields: Fields | None, depth: int = 0) -> RequestMatch:
+    depth = _nested(depth)
+    chosen = fields.oneof(_REQUEST_MATCH) if fields is not None else None
     if chosen is None:
         return RequestMatch()
     number, found = chosen
     body = message(found) or Fields(b"")
     if number in (1, 2):
         kind = _SEQ_KINDS[number]
-        return RequestMatch(kind, tuple(_request_match(Fields(m)) for m in repeated(body.get(1))))
+        parts = tuple(_request_match(Fields(m), depth) for m in repeated(body.get(1)))
+        return RequestMatch(kind, parts)
     if number == 3:
-        return RequestMatch("not", (_request_match(body),))
+        return RequestMatch("not", (_request_match(body, depth),))
     if number == 4:
         return RequestMatch("path", regex=string(body.get(1)))
-    method = body.oneof(1, 2)
+    method = body.oneof({1: VARINT, 2: LEN})
     name = ""
     if method is not None and method[0] == 1:
         index = int32(method[1])
@@ -217,17 +232,19 @@ def _request_match(fields: Fields | None) -> RequestMatch:
     return RequestMatch("method", method=name)
 
 
-def _response_match(fields: Fields | None) -> ResponseMatch:
-    chosen = fields.oneof(1, 2, 3, 4) if fields is not None else None
+def _response_match(fields: Fields | None, depth: int = 0) -> ResponseMatch:
+    depth = _nested(depth)
+    chosen = fields.oneof(_RESPONSE_MATCH) if fields is not None else None
     if chosen is None:
         return ResponseMatch()
     number, found = chosen
     body = message(found) or Fields(b"")
     if number in (1, 2):
         kind = _SEQ_KINDS[number]
-        return ResponseMatch(kind, tuple(_response_match(Fields(m)) for m in repeated(body.get(1))))
+        parts = tuple(_response_match(Fields(m), depth) for m in repeated(body.get(1)))
+        return ResponseMatch(kind, parts)
     if number == 3:
-        return ResponseMatch("not", (_response_match(body),))
+        return ResponseMatch("not", (_response_match(body, depth),))
     return ResponseMatch("status", low=uint32(body.get(1)), high=uint32(body.get(2)))
 
 

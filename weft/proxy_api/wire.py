@@ -5,7 +5,8 @@ Decoding follows what protobuf's own parsers do: a scalar field seen twice takes
 an embedded message seen twice is the merge of both (parsing their concatenation), a ``oneof``
 takes the member seen last, fields of unknown numbers or of an unexpected wire type are skipped,
 ``uint32`` values are truncated to 32 bits and strings must be UTF-8. Groups (wire types 3 and
-4, absent from proto3) are refused.
+4, absent from proto3) are skipped like any unknown field. Unlike protobuf's parsers, embedded
+messages the proxy does not read are not parsed, so damage inside them goes unnoticed.
 """
 
 from __future__ import annotations
@@ -15,11 +16,14 @@ import struct
 VARINT = 0
 FIXED64 = 1
 LEN = 2
+START_GROUP = 3
+END_GROUP = 4
 FIXED32 = 5
 
 Value = int | bytes
 Occurrence = tuple[int, Value]  # (wire type, value)
 
+MAX_DEPTH = 100  # nesting protobuf's parsers allow (groups here; matches in destination)
 _FLOAT = struct.Struct("<f")
 _MAX_VARINT_BYTES = 10
 
@@ -44,9 +48,17 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
 
 def scan(data: bytes) -> list[tuple[int, int, Value]]:
     """Every field of a message, in wire order: (number, wire type, value); values of
-    length-delimited fields are bytes, the others ints."""
+    length-delimited fields are bytes, the others ints (groups are left out)."""
     found: list[tuple[int, int, Value]] = []
-    pos = 0
+    _scan(data, 0, found, 0, 0)
+    return found
+
+
+def _scan(
+    data: bytes, pos: int, found: list[tuple[int, int, Value]], group: int, depth: int
+) -> int:
+    """Fields from ``pos`` to the end, or (inside group ``group``) to its END_GROUP; returns
+    the position after what was read."""
     n = len(data)
     while pos < n:
         key, pos = _varint(data, pos)
@@ -54,6 +66,15 @@ def scan(data: bytes) -> list[tuple[int, int, Value]]:
         if number == 0:
             raise WireError("field number 0")
         value: Value
+        if wire_type == START_GROUP:
+            if depth >= MAX_DEPTH:
+                raise WireError(f"groups nested deeper than {MAX_DEPTH}")
+            pos = _scan(data, pos, [], number, depth + 1)
+            continue
+        if wire_type == END_GROUP:
+            if number != group:
+                raise WireError(f"END_GROUP {number} without its START_GROUP")
+            return pos
         if wire_type == VARINT:
             value, pos = _varint(data, pos)
         elif wire_type == LEN:
@@ -69,9 +90,11 @@ def scan(data: bytes) -> list[tuple[int, int, Value]]:
             value = int.from_bytes(data[pos : pos + size], "little")
             pos += size
         else:
-            raise WireError(f"field {number} has wire type {wire_type}, which proto3 never uses")
+            raise WireError(f"field {number} has wire type {wire_type}, which does not exist")
         found.append((number, wire_type, value))
-    return found
+    if group:
+        raise WireError(f"group {group} has no END_GROUP")
+    return pos
 
 
 class Fields:
@@ -86,13 +109,14 @@ class Fields:
         """Every occurrence of field ``number``, in wire order."""
         return [(wire_type, value) for n, wire_type, value in self._all if n == number]
 
-    def oneof(self, *members: int) -> tuple[int, list[Occurrence]] | None:
-        """The ``oneof`` member that is set (the last one seen) and its occurrences since
-        another member was last seen; None when none is."""
+    def oneof(self, members: dict[int, int]) -> tuple[int, list[Occurrence]] | None:
+        """The ``oneof`` member that is set (the last one seen, of those ``members`` maps to
+        the wire type they are sent with) and its occurrences since another member was last
+        seen; None when none is."""
         chosen = 0
         found: list[Occurrence] = []
         for number, wire_type, value in self._all:
-            if number in members:
+            if members.get(number) == wire_type:
                 if number != chosen:
                     chosen, found = number, []
                 found.append((wire_type, value))
