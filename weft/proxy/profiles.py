@@ -13,9 +13,12 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from weft.proxy.classify import FAILURE, SUCCESS, classify
-from weft.proxy_api import destination as api
+
+if TYPE_CHECKING:
+    from weft.proxy_api import destination as api
 
 log = logging.getLogger("weft.proxy.profiles")
 
