@@ -288,7 +288,7 @@ def test_an_answer_before_the_request_is_sent_cancels_the_rest_of_it() -> None:
     assert conn.streams == {}
 
 
-def test_closing_gives_up_every_stream_with_one_goaway() -> None:
+def test_closing_cancels_every_stream_with_one_goaway() -> None:
     conn = started()
     handlers = [Recorder(), Recorder()]
     for handler in handlers:
@@ -296,7 +296,11 @@ def test_closing_gives_up_every_stream_with_one_goaway() -> None:
     conn.data_to_send()
     assert conn.close() == handlers
     assert conn.close() == []
-    assert sent(conn) == [("goaway", 0, fr.NO_ERROR)]
+    assert sent(conn) == [
+        ("rst", 1, fr.CANCEL),
+        ("rst", 3, fr.CANCEL),
+        ("goaway", 0, fr.NO_ERROR),
+    ]
     assert not conn.accepting()
 
 

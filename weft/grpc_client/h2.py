@@ -133,8 +133,10 @@ class ClientConnection(FrameReader):
             self._out.append(rst_stream(sid, code))
 
     def close(self, code: int = 0, debug: bytes = b"") -> list[StreamHandler]:
-        """Queue GOAWAY (unless one was sent) and give up every stream; returns their handlers
-        (to be told)."""
+        """Queue RST_STREAM (CANCEL) for every open stream and GOAWAY (unless one was sent),
+        and give up the streams; returns their handlers (to be told)."""
+        for sid in self.streams:
+            self._out.append(rst_stream(sid, CANCEL))
         if not self.sent_goaway:
             self.sent_goaway = True
             self._out.append(goaway(0, code, debug))
