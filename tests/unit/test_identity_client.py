@@ -23,6 +23,7 @@ from weft.identity.client import (
     tls_contexts,
 )
 from weft.identity.config import IdentityConfig
+from weft.identity.keygen import split_output
 from weft.identity.names import identity_name
 
 NOW = datetime.now(UTC)
@@ -270,3 +271,12 @@ def test_unreadable_certificates_are_rejected(material: trust.TrustMaterial) -> 
 def test_unusable_trust_anchors_are_refused_at_once(anchors: bytes) -> None:
     with pytest.raises(TrustAnchorsError, match="LINKERD2_PROXY_IDENTITY_TRUST_ANCHORS"):
         LocalIdentity(config(anchors))
+
+
+def test_the_child_process_output_is_checked() -> None:
+    key = b"-----BEGIN PRIVATE KEY-----\nAA==\n-----END PRIVATE KEY-----\n"
+    good = len(key).to_bytes(4, "big") + key + b"\x30\x00"
+    assert split_output(good) == (key, b"\x30\x00")
+    for bad in (b"", b"\x00\x00", good[:-2], len(key).to_bytes(4, "big") + b"x" * len(key) + b"c"):
+        with pytest.raises(ValueError):
+            split_output(bad)
