@@ -13,6 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from weft.identity import certs, trust
 from weft.identity.client import (
@@ -205,31 +206,61 @@ def test_a_leaf_for_another_identity_is_rejected(material: trust.TrustMaterial) 
     assert "Hostname mismatch" in str(info.value) and WEB in str(info.value)
 
 
-def test_a_leaf_with_more_names_than_ours_is_rejected(material: trust.TrustMaterial) -> None:
-    identity = identity_trusting(material)
-    key = key_of(identity)
+def custom_leaf(
+    material: trust.TrustMaterial,
+    key: ec.EllipticCurvePrivateKey,
+    names: list[str],
+    usages: list[x509.ObjectIdentifier],
+) -> x509.Certificate:
+    """A leaf from ``material``'s issuer with these DNS names and extended key usages."""
+    public = key.public_key()
     builder = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, WEB)]))
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
         .issuer_name(material.issuer.cert.subject)
-        .public_key(key.public_key())
+        .public_key(public)
         .serial_number(x509.random_serial_number())
         .not_valid_before(NOW - timedelta(minutes=1))
         .not_valid_after(NOW + timedelta(hours=1))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
         .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(WEB), x509.DNSName(VOTING)]), critical=False
+            x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False
         )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(material.issuer.key.public_key()),
             critical=False,
         )
     )
-    leaf = builder.sign(material.issuer.key, hashes.SHA256())
+    return builder.sign(material.issuer.key, hashes.SHA256())
+
+
+BOTH_USAGES = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+
+
+def test_a_leaf_with_more_names_than_ours_is_rejected(material: trust.TrustMaterial) -> None:
+    identity = identity_trusting(material)
+    leaf = custom_leaf(material, key_of(identity), [WEB, VOTING], BOTH_USAGES)
     with pytest.raises(CertifyError, match="cannot trust") as info:
         identity._credentials(der(leaf), ders(material.issuer.chain))
     assert VOTING in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "usage", [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+)
+def test_a_leaf_must_serve_and_be_a_client(
+    material: trust.TrustMaterial, usage: x509.ObjectIdentifier
+) -> None:
+    identity = identity_trusting(material)
+    chain = ders(material.issuer.chain)
+    leaf = custom_leaf(material, key_of(identity), [WEB], [usage])
+    with pytest.raises(CertifyError, match="cannot trust: unsuitable certificate purpose"):
+        identity._credentials(der(leaf), chain)
+    # The same leaf with both usages is fine.
+    both = custom_leaf(material, key_of(identity), [WEB], BOTH_USAGES)
+    assert identity._credentials(der(both), chain).leaf_der == der(both)
 
 
 def test_an_expired_leaf_is_rejected(material: trust.TrustMaterial) -> None:
