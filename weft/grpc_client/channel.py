@@ -156,6 +156,7 @@ class Channel:
         finally:
             link.h2.reset(sid)  # no-op unless the stream is still open: abandoned or failed here
             link.flush()
+            link.room.set()
         assert call.status is not None
         code, details = call.status
         if code != OK:
@@ -165,16 +166,12 @@ class Channel:
         self, call: CallState, fields: list[tuple[bytes, bytes]], body: bytes
     ) -> tuple[_Link, int]:
         while True:
-            link = await self._connected()
+            link = await self._connected()  # one that accepts streams
             if link.h2.has_room():
                 sid = link.h2.open(call, fields, body)
                 link.flush()
                 return link, sid
-            if not link.h2.accepting():
-                if self._link is link:
-                    self._link = None  # new calls go to a new connection; this one drains
-                continue
-            link.room.clear()
+            link.room.clear()  # at the server's MAX_CONCURRENT_STREAMS: wait for one to end
             await link.room.wait()
 
     async def _connected(self) -> _Link:

@@ -30,7 +30,7 @@ def make_router(config: ProxyConfig, identity: LocalIdentity | None) -> Router:
     original destinations."""
     if config.destination_addr is None:
         return OriginalDestination()
-    from weft.proxy.destination import DestinationRouter  # protobuf: only with discovery
+    from weft.proxy.destination import DestinationRouter  # only with discovery
 
     if config.trust_anchors_pem and not config.destination_name:
         raise ConfigError(
@@ -91,7 +91,7 @@ async def run(env: Mapping[str, str]) -> int:
         await listener.start()
     control = None
     if identity is not None and not config.tap_disabled:
-        from weft.proxy.tap.server import ControlServer  # protobuf: only when tap is served
+        from weft.proxy.tap.server import ControlServer  # only when tap is served
 
         control = ControlServer(taps, identity, config.control_listen, config.tap_svc_name)
         await control.start()
