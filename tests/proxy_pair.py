@@ -13,9 +13,11 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+from cryptography.hazmat.primitives.serialization import Encoding
+
 from tests.mesh import parse_samples, total
 from weft.identity import certs, trust
-from weft.identity.client import Credentials, LocalIdentity, tls_contexts
+from weft.identity.client import LocalIdentity
 from weft.identity.config import IdentityConfig
 from weft.identity.names import identity_name
 from weft.proxy.balance import Load
@@ -39,15 +41,15 @@ def issued_identity(material: trust.TrustMaterial, name: str) -> LocalIdentity:
         svc_addr=("127.0.0.1", 1),
         svc_name=identity_name("weft-identity", "weft", "weft", "cluster.local"),
     )
-    identity = LocalIdentity(cfg)
+    key = certs.new_key()
+    identity = LocalIdentity(cfg, key=(certs.key_to_pem(key), certs.make_csr(key, name)))
     now = datetime.now(UTC)
     csr = certs.check_csr(identity.csr, name)
     leaf = certs.issue_leaf(
         material.issuer, csr, name, lifetime=timedelta(hours=1), clock_skew=timedelta(0), now=now
     )
-    chain_pem = certs.certs_to_pem([leaf, *material.issuer.chain])
-    server, client = tls_contexts(chain_pem, identity.key_pem, material.anchors_pem())
-    identity.current = Credentials(leaf, chain_pem, server, client, certs.not_after(leaf))
+    der = [c.public_bytes(Encoding.DER) for c in (leaf, *material.issuer.chain)]
+    identity.current = identity._credentials(der[0], der[1:])
     identity.ready.set()
     return identity
 

@@ -36,7 +36,7 @@ from weft.api import identity_pb2_grpc
 from weft.controller.identity.authority import Authority, AuthorityConfig
 from weft.controller.identity.server import serve_identity
 from weft.identity import certs
-from weft.identity.client import LocalIdentity
+from weft.identity.client import CertifyError, LocalIdentity, new_key_and_csr
 from weft.identity.config import IdentityConfig
 from weft.identity.names import identity_name
 from weft.local import tokens
@@ -346,6 +346,17 @@ async def test_refusals_have_codes_reasons_logs_and_metrics(
 # -- LocalIdentity ------------------------------------------------------------------------
 
 
+@pytest.mark.anyio
+async def test_the_key_and_csr_come_from_a_child_process_through_a_pipe() -> None:
+    key_pem, csr_der = await new_key_and_csr(WEB)
+    csr = certs.check_csr(csr_der, WEB)  # the identity service's own checks
+    assert csr.public_key() == certs.load_key_pem(key_pem, "key").public_key()
+    other_pem, _ = await new_key_and_csr(WEB)
+    assert other_pem != key_pem
+    with pytest.raises(CertifyError, match="making a key failed: usage"):
+        await new_key_and_csr("")
+
+
 def local_identity(r: Running, service_account: str, **tuning: float) -> LocalIdentity:
     token_file = r.tmp_path / f"token-{service_account}"
     token_file.write_bytes(r.token(NS, service_account))
@@ -387,10 +398,12 @@ async def test_local_identity_gets_a_certificate_for_mutual_tls(tmp_path: Path) 
             await identity.ready.wait()
         creds = identity.current
         assert creds is not None
-        assert certs.dns_names(creds.leaf) == [WEB]
-        assert creds.leaf.public_key() == identity.key.public_key()
-        assert creds.expiry == certs.not_after(creds.leaf)
-        assert certs.load_certs_pem(creds.chain_pem, "chain")[0] == creds.leaf
+        leaf = x509.load_der_x509_certificate(creds.leaf_der)
+        assert certs.dns_names(leaf) == [WEB]
+        # The key the child process made, and that the proxy presents, is the leaf's.
+        assert leaf.public_key() == certs.load_key_pem(identity.key_pem, "key").public_key()
+        assert creds.expiry == certs.not_after(leaf)
+        assert certs.load_certs_pem(creds.chain_pem, "chain")[0] == leaf
 
         seen: asyncio.Future[tuple[list[str], str | None]] = (
             asyncio.get_running_loop().create_future()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import urllib.error
 import urllib.request
@@ -154,3 +156,27 @@ def _refused(port: int) -> bool:
     except ConnectionRefusedError:
         return True
     return False
+
+
+def test_unusable_trust_anchors_stop_the_proxy_with_one_line(tmp_path: Path) -> None:
+    proxy = LoopbackProxy(
+        ("127.0.0.1", 1),
+        tmp_path,
+        LINKERD2_PROXY_IDENTITY_LOCAL_NAME="web.emojivoto.serviceaccount.identity.weft.cluster.local",
+        LINKERD2_PROXY_IDENTITY_TRUST_ANCHORS="-----BEGIN CERTIFICATE-----\nnot base64\n",
+        LINKERD2_PROXY_IDENTITY_TOKEN_FILE=str(tmp_path / "token"),
+        LINKERD2_PROXY_IDENTITY_SVC_ADDR="127.0.0.1:1",
+        LINKERD2_PROXY_IDENTITY_SVC_NAME="weft-identity.weft.serviceaccount.identity.weft.cluster.local",
+    )
+    del proxy.env["LINKERD2_PROXY_IDENTITY_DISABLED"]
+    done = subprocess.run(
+        [sys.executable, "-m", "weft", "proxy"],
+        env=proxy.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("weft proxy: LINKERD2_PROXY_IDENTITY_TRUST_ANCHORS: no usable PEM")

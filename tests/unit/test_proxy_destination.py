@@ -1,5 +1,8 @@
 """The proxy's side of the destination service: endpoint updates, logical destinations with
-traffic splits, the initial wait, and the router that keeps one per name."""
+traffic splits, the initial wait, and the router that keeps one per name.
+
+Updates are built with the generated classes and decoded from their bytes by the proxy's own
+decoder (``weft.proxy_api``), as they arrive from the destination service."""
 
 from __future__ import annotations
 
@@ -20,11 +23,11 @@ from weft.proxy.destination import (
     Discovered,
     Resolution,
     endpoint_of,
-    tcp_address,
 )
 from weft.proxy.discovery import Addr, Endpoint
 from weft.proxy.errors import ProxyError
 from weft.proxy.routing import Fallbacks, Logical
+from weft.proxy_api import destination as api
 
 NAME = "web.emojivoto.serviceaccount.identity.weft.cluster.local"
 WEB = "web.emojivoto.svc.cluster.local:80"
@@ -43,16 +46,26 @@ def weighted(ip: str, port: int, identity: str | None = None, **labels: str) -> 
     return w
 
 
-def add(*addrs: pb.WeightedAddr, **labels: str) -> pb.Update:
-    return pb.Update(add=pb.WeightedAddrSet(addrs=addrs, metric_labels=labels))
+def decoded(update: pb.Update) -> api.Update:
+    return api.decode_update(update.SerializeToString())
 
 
-def remove(*addrs: net_pb2.TcpAddress) -> pb.Update:
-    return pb.Update(remove=pb.AddrSet(addrs=addrs))
+def add(*addrs: pb.WeightedAddr, **labels: str) -> api.Update:
+    return decoded(pb.Update(add=pb.WeightedAddrSet(addrs=addrs, metric_labels=labels)))
 
 
-def no_endpoints(exists: bool) -> pb.Update:
-    return pb.Update(no_endpoints=pb.NoEndpoints(exists=exists))
+def remove(*addrs: net_pb2.TcpAddress) -> api.Update:
+    return decoded(pb.Update(remove=pb.AddrSet(addrs=addrs)))
+
+
+def no_endpoints(exists: bool) -> api.Update:
+    return decoded(pb.Update(no_endpoints=pb.NoEndpoints(exists=exists)))
+
+
+def one(waddr: pb.WeightedAddr) -> api.WeightedAddr:
+    update = add(waddr)
+    assert isinstance(update, api.Add)
+    return update.addrs[0]
 
 
 def picked(load: Load | None) -> Addr:
@@ -92,20 +105,22 @@ async def env() -> AsyncIterator[Loop]:
 
 
 def test_ipv4_and_ipv6_addresses_decode() -> None:
-    assert tcp_address(addr("10.1.2.3", 8080)) == ("10.1.2.3", 8080)
+    assert api.tcp_address(addr("10.1.2.3", 8080).SerializeToString()) == ("10.1.2.3", 8080)
     v6 = net_pb2.TcpAddress(
         ip=net_pb2.IPAddress(ipv6=net_pb2.IPv6(first=0x20010DB8 << 32, last=1)), port=80
     )
-    assert tcp_address(v6) == ("2001:db8::1", 80)
-    assert tcp_address(net_pb2.TcpAddress(port=80)) is None
+    assert api.tcp_address(v6.SerializeToString()) == ("2001:db8::1", 80)
+    assert api.tcp_address(net_pb2.TcpAddress(port=80).SerializeToString()) is None
 
 
 def test_an_added_address_carries_dst_labels_and_its_identity() -> None:
-    endpoint = endpoint_of(weighted("10.0.0.5", 8080, NAME, pod="web-1"), {"service": "web"})
+    endpoint = endpoint_of(one(weighted("10.0.0.5", 8080, NAME, pod="web-1")), {"service": "web"})
     assert endpoint == Endpoint(
         ("10.0.0.5", 8080), (("dst_pod", "web-1"), ("dst_service", "web")), NAME
     )
-    assert endpoint_of(weighted("10.0.0.6", 8080), {}) == Endpoint(("10.0.0.6", 8080), (), None)
+    assert endpoint_of(one(weighted("10.0.0.6", 8080)), {}) == Endpoint(
+        ("10.0.0.6", 8080), (), None
+    )
 
 
 # -- Resolution ---------------------------------------------------------------------------

@@ -1,4 +1,7 @@
-"""Destination profiles as the proxy applies them (weft.proxy.profiles)."""
+"""Destination profiles as the proxy applies them (weft.proxy.profiles).
+
+Profiles are built with the generated classes and decoded from their bytes by the proxy's own
+decoder (``weft.proxy_api``), as they arrive from the destination service."""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from weft.proxy.profiles import (
     anchored,
     profile_from_message,
 )
+from weft.proxy_api import destination as api
 
 FQN = "web.emojivoto.svc.cluster.local."
 
@@ -85,7 +89,7 @@ def profile(*routes: pb.Route, fqn: str = FQN, port: int = 80, **fields: object)
         fully_qualified_name=fqn,
         **fields,  # type: ignore[arg-type]
     )
-    return profile_from_message(message, port)
+    return profile_from_message(api.decode_profile(message.SerializeToString()), port)
 
 
 def route_name(p: Profile, verb: str, target: str) -> str | None:

@@ -143,6 +143,7 @@ def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]], what: 
     import uvloop
 
     from weft.identity.certs import CertError
+    from weft.identity.client import TrustAnchorsError
     from weft.platform import PlatformError
 
     async def wrapper() -> None:
@@ -154,7 +155,7 @@ def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]], what: 
 
     try:
         uvloop.run(wrapper())
-    except (CertError, PlatformError, OSError, RuntimeError) as exc:
+    except (CertError, TrustAnchorsError, PlatformError, OSError, RuntimeError) as exc:
         click.echo(f"weft controller {what}: {exc}", err=True)
         sys.exit(1)
 

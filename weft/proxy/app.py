@@ -30,7 +30,7 @@ def make_router(config: ProxyConfig, identity: LocalIdentity | None) -> Router:
     original destinations."""
     if config.destination_addr is None:
         return OriginalDestination()
-    from weft.proxy.destination import DestinationRouter  # grpc: only when discovery is on
+    from weft.proxy.destination import DestinationRouter  # only with discovery
 
     if config.trust_anchors_pem and not config.destination_name:
         raise ConfigError(
@@ -59,11 +59,14 @@ async def run(env: Mapping[str, str]) -> int:
     tracker = ConnTracker()
     identity = None
     if config.identity is not None:
-        from weft.identity.client import LocalIdentity  # grpc, cryptography: only with identity
+        from weft.identity.client import LocalIdentity, TrustAnchorsError
 
-        identity = LocalIdentity(
-            config.identity, lambda c: setattr(metrics, "cert_expiry", c.expiry.timestamp())
-        )
+        try:
+            identity = LocalIdentity(
+                config.identity, lambda c: setattr(metrics, "cert_expiry", c.expiry.timestamp())
+            )
+        except TrustAnchorsError as exc:
+            raise ConfigError(str(exc)) from exc
         identity.start()
     router = make_router(config, identity)
     admin_state = AdminState(metrics, logs, env, config.shutdown_endpoint_enabled, stop.set)
@@ -88,7 +91,7 @@ async def run(env: Mapping[str, str]) -> int:
         await listener.start()
     control = None
     if identity is not None and not config.tap_disabled:
-        from weft.proxy.tap.server import ControlServer  # protobuf: only when tap is served
+        from weft.proxy.tap.server import ControlServer  # only when tap is served
 
         control = ControlServer(taps, identity, config.control_listen, config.tap_svc_name)
         await control.start()

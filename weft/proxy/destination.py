@@ -18,24 +18,24 @@ streams closed; at most ``ROUTER_CAPACITY`` are kept.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
+import contextlib
 import logging
 import random
 import time
 from collections.abc import Callable
 from typing import Any
 
-import grpc
-import grpc.aio
-
-from weft.api import destination_pb2, net_pb2
-from weft.identity.client import LocalIdentity
+from weft.grpc_client.calls import INTERNAL, RpcError
+from weft.grpc_client.channel import Channel
+from weft.identity.client import LocalIdentity, control_context
 from weft.proxy.balance import Balancer, Load
 from weft.proxy.config import context_namespace
 from weft.proxy.discovery import Addr, Endpoint
 from weft.proxy.errors import GRPC_UNAVAILABLE, ProxyError
 from weft.proxy.profiles import profile_from_message
 from weft.proxy.routing import Fallbacks, Logical, canonical_name
+from weft.proxy_api import destination as api
+from weft.proxy_api.wire import WireError
 
 log = logging.getLogger("weft.proxy.destination")
 
@@ -47,31 +47,13 @@ OLD_CHANNEL_GRACE = 10.0  # seconds a channel with a replaced certificate stays 
 SWEEP_BOUNDS = (0.05, 15.0)  # seconds between looks for idle destinations: min, max
 
 
-def tcp_address(addr: net_pb2.TcpAddress) -> Addr | None:
-    """``(ip, port)`` of a protobuf TcpAddress (IPv4 and IPv6)."""
-    ip = addr.ip
-    kind = ip.WhichOneof("ip")
-    if kind == "ipv4":
-        return str(ipaddress.IPv4Address(ip.ipv4)), addr.port
-    if kind == "ipv6":
-        value = (ip.ipv6.first << 64) | ip.ipv6.last
-        return str(ipaddress.IPv6Address(value)), addr.port
-    return None
-
-
-def endpoint_of(waddr: destination_pb2.WeightedAddr, set_labels: dict[str, str]) -> Endpoint | None:
+def endpoint_of(waddr: api.WeightedAddr, set_labels: dict[str, str]) -> Endpoint | None:
     """The proxy's view of one address from an ``add`` update (labels become ``dst_*``)."""
-    addr = tcp_address(waddr.addr)
-    if addr is None:
+    if waddr.addr is None:
         return None
-    labels = {**set_labels, **waddr.metric_labels}
-    identity = None
-    if waddr.HasField("tls_identity"):
-        tls = waddr.tls_identity
-        if tls.WhichOneof("strategy") == "dns_like_identity":
-            identity = tls.dns_like_identity.name or None
+    labels = {**set_labels, **waddr.labels}
     pairs = tuple((f"dst_{k}", v) for k, v in sorted(labels.items()))
-    return Endpoint(addr, pairs, identity)
+    return Endpoint(waddr.addr, pairs, waddr.tls_identity)
 
 
 class Resolution:
@@ -92,26 +74,23 @@ class Resolution:
         if not self.first.done():
             self.first.set_result(None)
 
-    def apply(self, update: destination_pb2.Update, first: bool = False) -> None:
+    def apply(self, update: api.Update, first: bool = False) -> None:
         """Fold one ``Update`` into the endpoint set (``first`` of a stream: replace it)."""
-        kind = update.WhichOneof("update")
         if first:
             self.endpoints.clear()
-        if kind == "add":
-            labels = dict(update.add.metric_labels)
-            for waddr in update.add.addrs:
-                endpoint = endpoint_of(waddr, labels)
+        if isinstance(update, api.Add):
+            for waddr in update.addrs:
+                endpoint = endpoint_of(waddr, update.labels)
                 if endpoint is not None:
                     self.endpoints[endpoint.addr] = endpoint
             self.exists = True
-        elif kind == "remove":
-            for tcp in update.remove.addrs:
-                addr = tcp_address(tcp)
+        elif isinstance(update, api.Remove):
+            for addr in update.addrs:
                 if addr is not None:
                     self.endpoints.pop(addr, None)
-        elif kind == "no_endpoints":
+        elif isinstance(update, api.NoEndpoints):
             self.endpoints.clear()
-            self.exists = update.no_endpoints.exists
+            self.exists = update.exists
         self.balancer.update(self.endpoints)
         self.answered()
         waiters, self.waiters = self.waiters, []
@@ -243,8 +222,8 @@ class DestinationRouter:
         self.capacity = capacity
         self.full = AtCapacity(self.fallbacks, capacity)
         self._sweeper: asyncio.Task[None] | None = None
-        self._channel: grpc.aio.Channel | None = None
-        self._channel_leaf: object = None
+        self._channel: Channel | None = None
+        self._channel_creds: object = None
 
     def logical(self, name: str | None, target: Addr | None) -> Logical:
         """The logical destination of ``name`` when it is a cluster name, else of ``target``."""
@@ -353,42 +332,34 @@ class DestinationRouter:
         for logical in self.logicals.values():
             if logical.task is not None:
                 logical.task.cancel()
+        if self._channel is not None:
+            self._channel.close()
 
-    def _channel_now(self) -> grpc.aio.Channel:
+    def _channel_now(self) -> Channel:
         """A channel presenting this proxy's current certificate (a new one after renewal).
 
         Without identity the server is still verified against the trust anchors when they are
         known; with neither, the channel is plaintext.
         """
         creds = self.identity.current if self.identity is not None else None
-        leaf = creds.leaf if creds is not None else None
-        if self._channel is None or leaf is not self._channel_leaf:
+        if self._channel is None or creds is not self._channel_creds:
             if self._channel is not None:
                 # Streams on the old channel end when it closes and resubscribe on the new one.
-                old = self._channel
-                loop = asyncio.get_running_loop()
-                loop.call_later(OLD_CHANNEL_GRACE, lambda: loop.create_task(old.close()))
-            target = f"{self.svc_addr[0]}:{self.svc_addr[1]}"
-            options = [("grpc.ssl_target_name_override", self.svc_name)]
-            if self.identity is not None and creds is not None:
-                tls = grpc.ssl_channel_credentials(
-                    root_certificates=self.identity.cfg.trust_anchors_pem,
-                    private_key=self.identity.key_pem,
-                    certificate_chain=creds.chain_pem,
-                )
-                self._channel = grpc.aio.secure_channel(target, tls, options=options)
+                asyncio.get_running_loop().call_later(OLD_CHANNEL_GRACE, self._channel.close)
+            if creds is not None:
+                tls = creds.control
             elif self.anchors_pem:
-                tls = grpc.ssl_channel_credentials(root_certificates=self.anchors_pem)
-                self._channel = grpc.aio.secure_channel(target, tls, options=options)
+                tls = control_context(self.anchors_pem)
             else:
-                self._channel = grpc.aio.insecure_channel(target)
-            self._channel_leaf = leaf
+                tls = None
+            self._channel = Channel(self.svc_addr, tls, self.svc_name)
+            self._channel_creds = creds
         return self._channel
 
     async def _follow_endpoints(self, path: str, res: Resolution) -> None:
         first = True
 
-        def apply(update: destination_pb2.Update) -> None:
+        def apply(update: api.Update) -> None:
             nonlocal first
             res.apply(update, first)
             first = False
@@ -397,12 +368,12 @@ class DestinationRouter:
             nonlocal first
             first = True
 
-        await self._follow(GET, path, destination_pb2.Update.FromString, apply, restart)
+        await self._follow(GET, path, api.decode_update, apply, restart)
 
     async def _follow_profile(self, path: str, logical: Discovered) -> None:
         port = int(path.rsplit(":", 1)[1])
 
-        def apply(message: destination_pb2.DestinationProfile) -> None:
+        def apply(message: api.DestinationProfile) -> None:
             profile = profile_from_message(message, port)
             logical.set_profile(profile)
             logical.splits = tuple(
@@ -411,9 +382,7 @@ class DestinationRouter:
             )
             logical.profile_answered()
 
-        await self._follow(
-            GET_PROFILE, path, destination_pb2.DestinationProfile.FromString, apply, lambda: None
-        )
+        await self._follow(GET_PROFILE, path, api.decode_profile, apply, lambda: None)
 
     async def _follow(
         self,
@@ -430,27 +399,26 @@ class DestinationRouter:
         while True:
             if self.identity is not None:
                 await self.identity.ready.wait()
-            request = destination_pb2.GetDestination(
-                scheme="k8s", path=path, context_token=self.context_token
-            )
-            call: Callable[..., grpc.aio.UnaryStreamCall] = self._channel_now().unary_stream(
-                method,
-                request_serializer=destination_pb2.GetDestination.SerializeToString,
-                response_deserializer=decode,
-            )
+            request = api.get_destination("k8s", path, self.context_token)
             restart()
             try:
-                async for message in call(request):
-                    apply(message)
-                    delay = self.backoff[0]
+                replies = self._channel_now().server_stream(method, request)
+                async with contextlib.aclosing(replies):
+                    async for reply in replies:
+                        try:
+                            message = decode(reply)
+                        except WireError as exc:
+                            raise RpcError(INTERNAL, f"unreadable message: {exc}") from exc
+                        apply(message)
+                        delay = self.backoff[0]
                 log.info("%s stream for %s ended; resubscribing", what, path)
-            except grpc.aio.AioRpcError as exc:
+            except RpcError as exc:
                 log.warning(
                     "%s stream for %s failed (%s: %s); retrying in %.1fs",
                     what,
                     path,
-                    exc.code().name,
-                    exc.details(),
+                    exc.code_name,
+                    exc.details,
                     delay,
                 )
             await asyncio.sleep(delay * random.uniform(0.9, 1.1))

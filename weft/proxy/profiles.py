@@ -1,5 +1,5 @@
 """Destination profiles as the proxy applies them: routes, response classes, retry budget and
-traffic splits, converted once from a ``DestinationProfile`` message (pure functions).
+traffic splits, converted once from a decoded ``DestinationProfile`` (pure functions).
 
 The first route whose condition matches a request's method and path (without the query) wins.
 Path regexes are anchored (``^…$``) as Linkerd anchors them. A response is a failure if the
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from weft.proxy.classify import FAILURE, SUCCESS, classify
 
 if TYPE_CHECKING:
-    from weft.api import destination_pb2
+    from weft.proxy_api import destination as api
 
 log = logging.getLogger("weft.proxy.profiles")
 
@@ -30,8 +30,6 @@ DEFAULT_MIN_RETRIES_PER_SECOND = 10
 DEFAULT_RETRY_TTL = 10.0
 MAX_RETRY_BYTES = 64 * 1024  # request bodies up to this size are kept for a retry
 MAX_MIN_RETRIES = 2**31 - 1  # Linkerd rejects budgets above i32::MAX retries per second
-
-_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "HEAD", "TRACE")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,17 +78,6 @@ class Profile:
 NO_PROFILE = Profile()
 
 
-def _method_name(method: object) -> str:
-    """An ``HttpMethod`` message as an upper-case method name."""
-    kind = method.WhichOneof("type")  # type: ignore[attr-defined]
-    if kind == "registered":
-        index = int(method.registered)  # type: ignore[attr-defined]
-        return _METHODS[index] if 0 <= index < len(_METHODS) else ""
-    if kind == "unregistered":
-        return str(method.unregistered).upper()  # type: ignore[attr-defined]
-    return ""
-
-
 def anchored(regex: str) -> str:
     """``regex`` with ``^`` and ``$`` added where missing, as Linkerd anchors path regexes."""
     if not regex.startswith("^"):
@@ -100,63 +87,57 @@ def anchored(regex: str) -> str:
     return regex
 
 
-def request_predicate(match: destination_pb2.RequestMatch) -> RequestPredicate:
+def request_predicate(match: api.RequestMatch) -> RequestPredicate:
     """A function of ``(method, path)`` for a ``RequestMatch``; ValueError if it is invalid."""
-    kind = match.WhichOneof("match")
+    kind = match.kind
     if kind == "path":
-        pattern = re.compile(anchored(match.path.regex))
+        pattern = re.compile(anchored(match.regex))
         return lambda _method, path: pattern.match(path) is not None
     if kind == "method":
-        name = _method_name(match.method)
+        name = match.method
         return lambda method, _path: method == name
     if kind == "not":
-        inner = request_predicate(getattr(match, "not"))
+        inner = request_predicate(match.matches[0])
         return lambda method, path: not inner(method, path)
     if kind in ("all", "any"):
-        parts = [request_predicate(m) for m in getattr(match, kind).matches]
+        parts = [request_predicate(m) for m in match.matches]
         if kind == "all":
             return lambda method, path: all(p(method, path) for p in parts)
         return lambda method, path: any(p(method, path) for p in parts)
     raise ValueError("a request match must have a field set")
 
 
-def status_predicate(match: destination_pb2.ResponseMatch) -> StatusPredicate:
+def status_predicate(match: api.ResponseMatch) -> StatusPredicate:
     """A function of the HTTP status for a ``ResponseMatch``; ValueError if it is invalid."""
-    kind = match.WhichOneof("match")
+    kind = match.kind
     if kind == "status":
-        low = match.status.min or match.status.max
-        high = match.status.max or match.status.min
+        low = match.low or match.high
+        high = match.high or match.low
         return lambda status: low <= status <= high
     if kind == "not":
-        inner = status_predicate(getattr(match, "not"))
+        inner = status_predicate(match.matches[0])
         return lambda status: not inner(status)
     if kind in ("all", "any"):
-        parts = [status_predicate(m) for m in getattr(match, kind).matches]
+        parts = [status_predicate(m) for m in match.matches]
         if kind == "all":
             return lambda status: all(p(status) for p in parts)
         return lambda status: any(p(status) for p in parts)
     raise ValueError("a response match must have a field set")
 
 
-def _route(message: destination_pb2.Route) -> Route:
+def _route(message: api.Route) -> Route:
     """One route; ValueError when its condition cannot be used."""
-    timeout = None
-    if message.HasField("timeout"):
-        timeout = message.timeout.seconds + message.timeout.nanos / 1e9
-        if timeout <= 0:
-            timeout = None
+    timeout = message.timeout if message.timeout is not None and message.timeout > 0 else None
     return Route(
-        labels=tuple((f"rt_{k}", v) for k, v in sorted(message.metrics_labels.items())),
+        labels=tuple((f"rt_{k}", v) for k, v in sorted(message.labels.items())),
         matches=request_predicate(message.condition),
-        classes=tuple(
-            (status_predicate(c.condition), c.is_failure) for c in message.response_classes
-        ),
-        retryable=message.is_retryable,
+        classes=tuple((status_predicate(match), failure) for match, failure in message.classes),
+        retryable=message.retryable,
         timeout=timeout,
     )
 
 
-def profile_from_message(message: destination_pb2.DestinationProfile, port: int) -> Profile:
+def profile_from_message(message: api.DestinationProfile, port: int) -> Profile:
     """The proxy's view of a ``DestinationProfile`` for a destination on ``port``.
 
     Routes that cannot be used (an invalid regex, an empty match) are left out with a warning,
@@ -170,12 +151,11 @@ def profile_from_message(message: destination_pb2.DestinationProfile, port: int)
         except (ValueError, re.error) as exc:
             log.warning("ignoring a route of %s: %s", message.fully_qualified_name, exc)
     ratio, per_second, ttl = DEFAULT_RETRY_RATIO, DEFAULT_MIN_RETRIES_PER_SECOND, DEFAULT_RETRY_TTL
-    if message.HasField("retry_budget"):
-        budget = message.retry_budget
-        budget_ttl = budget.ttl.seconds + budget.ttl.nanos / 1e9
+    budget = message.retry_budget
+    if budget is not None:
         per_second_ok = budget.min_retries_per_second <= MAX_MIN_RETRIES
-        if 0 <= budget.retry_ratio <= 1000 and 1 <= budget_ttl <= 60 and per_second_ok:
-            ratio, per_second, ttl = budget.retry_ratio, budget.min_retries_per_second, budget_ttl
+        if 0 <= budget.retry_ratio <= 1000 and 1 <= budget.ttl <= 60 and per_second_ok:
+            ratio, per_second, ttl = budget.retry_ratio, budget.min_retries_per_second, budget.ttl
         else:
             log.warning(
                 "ignoring the out-of-range retry budget of %s", message.fully_qualified_name
@@ -187,5 +167,7 @@ def profile_from_message(message: destination_pb2.DestinationProfile, port: int)
         retry_ratio=ratio,
         min_retries_per_second=per_second,
         retry_ttl=ttl,
-        overrides=tuple((d.authority, d.weight) for d in message.dst_overrides if d.weight),
+        overrides=tuple(
+            (authority, weight) for authority, weight in message.dst_overrides if weight
+        ),
     )
