@@ -77,14 +77,16 @@ class ProxyPair:
     """An outbound listener whose connections go to an inbound listener, which forwards to
     ``app``; with ``mtls`` the hop between them is TLS with verified identities both ways.
 
-    Ports in ``opaque_ports`` skip protocol detection on both proxies (the app's port, and the
-    inbound listener's port as the outbound proxy sees it).
+    With ``opaque`` the app's port, and the inbound listener's port as the outbound proxy sees
+    it, skip protocol detection on both proxies. With ``h2`` the inbound endpoint carries
+    discovery's ``h2`` protocol hint, so HTTP/1 requests cross as HTTP/2 (``l5d-orig-proto``).
     """
 
-    def __init__(self, app: Addr, *, mtls: bool, opaque: bool = False) -> None:
+    def __init__(self, app: Addr, *, mtls: bool, opaque: bool = False, h2: bool = False) -> None:
         self.app = app
         self.mtls = mtls
         self.opaque = opaque
+        self.h2 = h2
         self.metrics = ProxyMetrics(600.0)
         self.tracker = ConnTracker()
         self.listeners: list[Listener] = []
@@ -122,7 +124,8 @@ class ProxyPair:
         if self.opaque:
             env["LINKERD2_PROXY_OUTBOUND_PORTS_DISABLE_PROTOCOL_DETECTION"] = str(self.inbound[1])
         config = ProxyConfig.from_env(env)
-        router = _PeerRouter(Endpoint(self.inbound, (), SERVER_ID if self.mtls else None))
+        endpoint = Endpoint(self.inbound, (), SERVER_ID if self.mtls else None, self.h2)
+        router = _PeerRouter(endpoint)
         outbound = Listener(
             OUTBOUND, config, config.outbound, self.metrics, router, self.tracker, client_identity
         )

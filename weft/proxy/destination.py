@@ -60,7 +60,8 @@ def tcp_address(addr: net_pb2.TcpAddress) -> Addr | None:
 
 
 def endpoint_of(waddr: destination_pb2.WeightedAddr, set_labels: dict[str, str]) -> Endpoint | None:
-    """The proxy's view of one address from an ``add`` update (labels become ``dst_*``)."""
+    """The proxy's view of one address from an ``add`` update (labels become ``dst_*``; an
+    ``h2`` protocol hint marks a meshed endpoint)."""
     addr = tcp_address(waddr.addr)
     if addr is None:
         return None
@@ -71,7 +72,8 @@ def endpoint_of(waddr: destination_pb2.WeightedAddr, set_labels: dict[str, str])
         if tls.WhichOneof("strategy") == "dns_like_identity":
             identity = tls.dns_like_identity.name or None
     pairs = tuple((f"dst_{k}", v) for k, v in sorted(labels.items()))
-    return Endpoint(addr, pairs, identity)
+    h2 = waddr.HasField("protocol_hint") and waddr.protocol_hint.WhichOneof("protocol") == "h2"
+    return Endpoint(addr, pairs, identity, h2)
 
 
 class Resolution:

@@ -122,9 +122,9 @@ def error_response(status: int, reason: str, close: bool) -> bytes:
     return response_head(status, reason_phrase(status), headers, False, close, b"1.1")
 
 
-def chunk(data: bytes) -> bytes:
+def chunk(data: bytes | memoryview) -> bytes:
     """Frame ``data`` as one chunk of a chunked body."""
-    return b"%x\r\n%b\r\n" % (len(data), data)
+    return b"%x\r\n" % len(data) + data + b"\r\n"
 
 
 LAST_CHUNK = b"0\r\n\r\n"

@@ -46,15 +46,29 @@ _HEADERS = fr.HEADERS
 _END_HEADERS = fr.END_HEADERS
 _MAX_WINDOW = fr.MAX_WINDOW
 
+
+class Flushable(Protocol):
+    """Something that queues output during a callback and writes it at its end."""
+
+    def flush(self) -> None:
+        """Write out what was queued."""
+
+
 # Connections written to during the current callback. Module-wide: every HTTP/2 connection of
 # the process runs on the one event loop thread.
-_dirty: list[H2Conn] = []
+_dirty: list[Flushable] = []
 
 
 def flush_all() -> None:
     """Write out what every connection queued during this callback (one write per connection)."""
     while _dirty:
         _dirty.pop().flush()
+
+
+def defer_flush(conn: Flushable) -> None:
+    """Have ``conn`` flushed with the HTTP/2 connections at the end of this callback (the HTTP/1
+    sides bridged to HTTP/2 batch their writes this way too)."""
+    _dirty.append(conn)
 
 
 class Keeper(Protocol):
@@ -66,6 +80,44 @@ class Keeper(Protocol):
 
     def trailers(self, block: bytes) -> None:
         """A trailers block received on the leg (as forwarded)."""
+
+
+class LegOwner(Protocol):
+    """What the HTTP/2 layer calls on the owner of a leg it forwards to: an :class:`H2Conn`, or
+    the HTTP/1 side of a request carried over HTTP/2 (``weft.proxy.upgrade`` outbound,
+    ``weft.proxy.downgrade`` inbound)."""
+
+    def send_headers(self, leg: Leg, block: bytes, end: bool) -> None:
+        """Send a header block (statelessly encoded) on ``leg``."""
+
+    def send_data(self, leg: Leg, payload: Chunk, end: bool, src: Leg) -> None:
+        """Send ``payload``, received on ``src``, on ``leg``; credit ``src`` once it is sent."""
+
+    def reset_leg(self, leg: Leg, code: int) -> None:
+        """End ``leg`` abruptly with an HTTP/2 error code."""
+
+    def reset_after_end(self, leg: Leg) -> None:
+        """The other side sent all it had, then RST_STREAM(NO_ERROR)."""
+
+    def respond_error(self, leg: Leg, err: ProxyError) -> None:
+        """Answer ``leg``'s request with the proxy's own error response."""
+
+    def retry(self, down: Leg) -> None:
+        """Send ``down``'s request again (the side that accepted the request)."""
+
+    def credit(self, leg: Leg, n: int, via: CreditHolder | None) -> None:
+        """``n`` bytes received on ``leg`` were handed on to ``via``."""
+
+    def credit_stream(self, leg: Leg, n: int) -> None:
+        """Stream credit for ``leg`` that waited on a full transport."""
+
+
+class CreditHolder(Protocol):
+    """A side whose transport can be full: stream credit for bytes written to it waits in
+    ``held`` while ``paused`` (see :meth:`H2Conn.credit`)."""
+
+    paused: bool
+    held: list[Leg]
 
 
 class Exchange:
@@ -166,7 +218,7 @@ class Leg:
     )
 
     def __init__(
-        self, conn: H2Conn, sid: int, exchange: Exchange, window: int, recv_done: bool
+        self, conn: LegOwner, sid: int, exchange: Exchange, window: int, recv_done: bool
     ) -> None:
         self.conn = conn
         self.sid = sid
@@ -325,7 +377,7 @@ class H2Conn(fr.FrameReader, asyncio.Protocol):
 
     # --- flow control -------------------------------------------------------------------------
 
-    def credit(self, leg: Leg, n: int, via: H2Conn | None) -> None:
+    def credit(self, leg: Leg, n: int, via: CreditHolder | None) -> None:
         """``n`` bytes received on ``leg`` went on to ``via``: give the sender its window back.
 
         The stream-level credit waits while ``via``'s transport is full (or not connected).
