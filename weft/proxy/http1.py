@@ -558,7 +558,7 @@ class H1Server(asyncio.Protocol):
     def uncork(self) -> None:
         """Write what was held back, in one piece."""
         held, self.corked = self.corked, None
-        if held:
+        if held and not self.transport.is_closing():
             self.transport.write(b"".join(held))
 
     def respond_error(self, ex: H1Exchange, err: ProxyError) -> None:

@@ -8,7 +8,7 @@ above its high-water mark (or not connected yet) the stream credit is held, and 
 peer has no window for waits on the leg, so buffering is bounded by the windows we advertise.
 
 Writes are batched: frames are appended to a connection's ``out`` list and every dirty connection
-is written once, with one ``transport.write``, at the end of the callback (:func:`flush_all`).
+is written once, with one ``transport.write``, per turn of the event loop (:func:`flush_all`).
 """
 
 from __future__ import annotations
@@ -54,13 +54,29 @@ class Flushable(Protocol):
         """Write out what was queued."""
 
 
-# Connections written to during the current callback. Module-wide: every HTTP/2 connection of
-# the process runs on the one event loop thread.
+# Connections written to since the last flush. Module-wide: every HTTP/2 connection of the
+# process runs on the one event loop thread.
 _dirty: list[Flushable] = []
+_flush_scheduled = False
 
 
 def flush_all() -> None:
-    """Write out what every connection queued during this callback (one write per connection)."""
+    """Have what every connection queued written out, once per turn of the event loop.
+
+    Called at the end of every callback that may have written. The writes happen in a callback
+    of their own, scheduled once, after every I/O callback of this turn: a connection that many
+    callbacks wrote to (one shared upstream connection and many clients) is written once, one
+    TLS record and one ``send``, instead of once per callback.
+    """
+    global _flush_scheduled
+    if _dirty and not _flush_scheduled:
+        _flush_scheduled = True
+        asyncio.get_running_loop().call_soon(_flush_now)
+
+
+def _flush_now() -> None:
+    global _flush_scheduled
+    _flush_scheduled = False
     while _dirty:
         _dirty.pop().flush()
 
