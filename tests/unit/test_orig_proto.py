@@ -78,7 +78,7 @@ def test_a_response_head_crosses_and_comes_back_the_same(
     response = orig_proto.response_from_fields(HpackDecoder().decode(encode_block(fields)))
     assert response.status == status
     assert response.headers == [(n.lower(), v) for n, v in sent]
-    assert response.has_length
+    assert response.has_length and response.length == 12
 
 
 def test_an_absolute_form_target_gives_scheme_authority_and_path() -> None:
@@ -179,7 +179,20 @@ def test_a_response_loses_orig_proto_and_connection_fields() -> None:
             (b"x-a", b"1"),
         ]
     )
-    assert response == orig_proto.Response(204, [(b"x-a", b"1")], False)
+    assert response == orig_proto.Response(204, [(b"x-a", b"1")], False, -1)
+
+
+def test_a_response_length_is_one_number_or_none() -> None:
+    def length(*values: bytes) -> int:
+        fields = [(b":status", b"200"), *((b"content-length", v) for v in values)]
+        return orig_proto.response_from_fields(fields).length
+
+    assert (length(b"12"), length(b"12", b"12"), length(b"12", b"13"), length(b"x")) == (
+        12,
+        12,
+        -1,
+        -1,
+    )
 
 
 @pytest.mark.parametrize(

@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, NamedTuple, cast
 
 import httptools
 
@@ -55,7 +55,7 @@ log = logging.getLogger("weft.proxy.downgrade")
 
 HIGH_WATER = 65536  # response bytes the client's stream has not taken that pause the app
 LOW_WATER = 16384  # ... and resume it
-REQUEST_CACHE_SIZE = 256
+CACHE_SIZE = 256  # entries of each head cache
 
 _requests: dict[tuple[bytes, bytes, bytes | None, bool], orig_proto.Request] = {}
 
@@ -68,9 +68,38 @@ def request_of(head: Head, client_id: bytes | None, has_body: bool) -> orig_prot
     if found is None:
         version = orig_proto.orig_version(head.orig_proto) or b"1.1"
         found = orig_proto.request_head(head.fields, version, client_id, has_body)
-        if len(_requests) >= REQUEST_CACHE_SIZE:
+        if len(_requests) >= CACHE_SIZE:
             _requests.clear()
         _requests[key] = found
+    return found
+
+
+class AppResponse(NamedTuple):
+    """An app's HTTP/1 response head as the client gets it: the HTTP/2 block, the end-to-end
+    headers (for tap) and whether the body has its own end (a length, or chunked)."""
+
+    block: bytes
+    headers: h1head.Headers
+    delimited: bool
+
+
+_responses: dict[tuple[int, bytes, tuple[tuple[bytes, bytes], ...]], AppResponse] = {}
+
+
+def response_of(status: int, version: bytes, headers: h1head.Headers) -> AppResponse:
+    """The HTTP/2 form of an app's response head (cached: apps repeat theirs)."""
+    key = (status, version, tuple(headers))
+    found = _responses.get(key)
+    if found is None:
+        fwd = h1head.end_to_end(headers)
+        block = encode_block(orig_proto.response_fields(status, fwd, version))
+        delimited = h1head.header_value(
+            headers, b"content-length"
+        ) is not None or h1head.is_chunked(headers)
+        found = AppResponse(block, fwd, delimited)
+        if len(_responses) >= CACHE_SIZE:
+            _responses.clear()
+        _responses[key] = found
     return found
 
 
@@ -105,6 +134,7 @@ class AppConn(asyncio.Protocol):
         self.stats = ctx.dst_conn_stats(endpoint)
         self.parser = httptools.HttpResponseParser(self)
         self.idle_timer: asyncio.TimerHandle | None = None
+        self.idle_since = 0.0
         self.dialing: asyncio.Task[None] | None = None
         self.connected = False
         self.closed = False
@@ -184,6 +214,10 @@ class AppConn(asyncio.Protocol):
         if not self.dirty:
             self.dirty = True
             defer_flush(self)
+
+    def shared(self) -> bool:
+        """No: it carries one request at a time."""
+        return False
 
     def flush(self) -> None:
         """Write what was queued (kept until the connection is up)."""
@@ -368,22 +402,19 @@ class AppConn(asyncio.Protocol):
         if status == 101:
             self._failed("the app switched protocols")
             return
-        version = parser.get_http_version().encode()
-        fwd = h1head.end_to_end(headers)
-        fields = orig_proto.response_fields(status, fwd, version)
+        response = response_of(status, parser.get_http_version().encode(), headers)
         if status < 200:
-            self._to_client(leg, encode_block(fields), None, False)
+            self._to_client(leg, response.block, None, False)
             return
         self.started = True
         self.status = exchange.status = status
         self.keep_alive = parser.should_keep_alive()
         no_body = exchange.head.method == b"HEAD" or status in (204, 304)
-        has_length = h1head.header_value(headers, b"content-length") is not None
-        if not no_body and not has_length and not h1head.is_chunked(headers):
+        if not no_body and not response.delimited:
             self.keep_alive = False  # the body ends with the connection
         if exchange.tap is not None:
-            exchange.tap.response_init(time.monotonic(), status, fwd.copy)
-        self.head_block = encode_block(fields)
+            exchange.tap.response_init(time.monotonic(), status, response.headers.copy)
+        self.head_block = response.block
         if no_body:
             self.parser = httptools.HttpResponseParser(self)
             self.on_message_complete()

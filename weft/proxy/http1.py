@@ -133,6 +133,7 @@ class Pooled(Protocol):
     endpoint: Endpoint
     transport: asyncio.Transport
     idle_timer: asyncio.TimerHandle | None
+    idle_since: float  # loop time it last went into the pool
 
     def expire(self) -> None:
         """The idle timeout passed: close."""
@@ -142,7 +143,12 @@ C = TypeVar("C", bound=Pooled)
 
 
 class H1Pool(Generic[C]):
-    """Idle keep-alive upstream connections of one listener, per endpoint."""
+    """Idle keep-alive upstream connections of one listener, per endpoint.
+
+    A connection's idle timer starts when it first goes idle and is not cancelled when it is
+    taken: when it fires, a connection in use, or idle for less than the timeout, is left alone
+    (or timed again), so a busy connection costs no timer per request.
+    """
 
     def __init__(self) -> None:
         self.idle: dict[Endpoint, list[C]] = {}
@@ -152,9 +158,6 @@ class H1Pool(Generic[C]):
         conns = self.idle.get(endpoint)
         while conns:
             conn = conns.pop()
-            if conn.idle_timer is not None:
-                conn.idle_timer.cancel()
-                conn.idle_timer = None
             if not conn.transport.is_closing():
                 return conn
         return None
@@ -166,7 +169,23 @@ class H1Pool(Generic[C]):
             conn.transport.close()
             return
         conns.append(conn)
-        conn.idle_timer = asyncio.get_running_loop().call_later(idle_timeout, conn.expire)
+        loop = asyncio.get_running_loop()
+        conn.idle_since = loop.time()
+        if conn.idle_timer is None:
+            conn.idle_timer = loop.call_later(idle_timeout, self._expire, conn, idle_timeout)
+
+    def _expire(self, conn: C, idle_timeout: float) -> None:
+        conn.idle_timer = None
+        conns = self.idle.get(conn.endpoint)
+        if not conns or conn not in conns:
+            return  # in use: it is timed again when it comes back
+        loop = asyncio.get_running_loop()
+        left = conn.idle_since + idle_timeout - loop.time()
+        if left > 0:
+            conn.idle_timer = loop.call_later(left, self._expire, conn, idle_timeout)
+            return
+        self.forget(conn)
+        conn.expire()
 
     def forget(self, conn: C) -> None:
         """Drop a closed connection from the idle list."""
@@ -276,10 +295,8 @@ class H1Server(asyncio.Protocol):
         ex.keep_alive = parser.should_keep_alive() and not self.draining
         ex.head_request = method == b"HEAD"
         ex.tunnel = method == b"CONNECT" or parser.should_upgrade()
-        ex.chunked = h1head.is_chunked(headers)
-        length = h1head.header_value(headers, b"content-length")
+        ex.chunked, length, host, override = h1head.request_facts(headers)
         ex.has_body = ex.chunked or (length is not None and length.strip() != b"0")
-        host = h1head.header_value(headers, b"host")
         if method == b"CONNECT":
             authority = self.url
         elif host is not None:
@@ -290,7 +307,6 @@ class H1Server(asyncio.Protocol):
         else:
             authority = b""
         ex.authority = authority.decode("latin-1")
-        override = h1head.header_value(headers, h1head.DST_OVERRIDE)
         ex.name = override.decode("latin-1").strip() if override else ex.authority
         ex.method = method
         ex.url = self.url
@@ -695,6 +711,7 @@ class H1Upstream(asyncio.Protocol):
         self.down_chunked = False
         self.keep_alive = True
         self.idle_timer: asyncio.TimerHandle | None = None
+        self.idle_since = 0.0
         self.tunnel = False
         self.tunnel_eof = False  # the server ended its direction of the tunnel
         self.discarding = False  # reading a failed response that will be retried

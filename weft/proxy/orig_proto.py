@@ -105,12 +105,13 @@ def request_fields(method: bytes, target: bytes, headers: Headers, version: byte
 
 
 class Response(NamedTuple):
-    """An HTTP/2 response head as an HTTP/1 client gets it: the status, the headers to write
-    and whether they give the body's length."""
+    """An HTTP/2 response head as an HTTP/1 client gets it: the status, the headers to write,
+    whether they give the body's length and that length (-1 when it is not one number)."""
 
     status: int
     headers: Headers
     has_length: bool
+    length: int
 
 
 def response_from_fields(fields: Sequence[Field]) -> Response:
@@ -118,7 +119,7 @@ def response_from_fields(fields: Sequence[Field]) -> Response:
     and ``l5d-orig-proto`` left out. Raises :class:`MalformedHead`."""
     status = 0
     headers: Headers = []
-    has_length = False
+    length = b""
     for name, value in fields:
         if name[:1] == b":":
             if name == b":status":
@@ -128,11 +129,11 @@ def response_from_fields(fields: Sequence[Field]) -> Response:
             continue
         _check_field(name, value)
         if name == b"content-length":
-            has_length = True
+            length = value if not length or value == length else b"-"
         headers.append((name, value))
     if not 100 <= status <= 999 or status == 101:  # HTTP/2 has no 101 (RFC 9113 §8.6)
         raise MalformedHead("response without a valid :status")
-    return Response(status, headers, has_length)
+    return Response(status, headers, bool(length), int(length) if length.isdigit() else -1)
 
 
 # -- inbound: an HTTP/2 request as HTTP/1, the HTTP/1 response as HTTP/2 ---------------------

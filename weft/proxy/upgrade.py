@@ -39,10 +39,12 @@ if TYPE_CHECKING:
 
 HIGH_WATER = 65536  # request body bytes not yet sent upstream that pause the client
 LOW_WATER = 16384  # ... and resume it
-RESPONSE_CACHE_SIZE = 256
+RESPONSE_CACHE_SIZE = 256  # entries of each head cache
 NO_HEAD = Head([])
 
 _responses: dict[bytes, orig_proto.Response] = {}
+# (block, client's version, no body, END_STREAM on it, close) -> the HTTP/1 head written
+_heads: dict[tuple[bytes, bytes, bool, bool, bool], bytes] = {}
 
 
 def response_of(block: bytes) -> orig_proto.Response:
@@ -57,10 +59,20 @@ def response_of(block: bytes) -> orig_proto.Response:
     return found
 
 
+_blocks: dict[tuple[bytes, bytes, bytes, tuple[tuple[bytes, bytes], ...]], bytes] = {}
+
+
 def request_block(ex: H1Exchange) -> bytes:
-    """The HTTP/2 header block of an HTTP/1 exchange's request."""
-    fields = orig_proto.request_fields(ex.method, ex.url, ex.headers, ex.version)
-    return b"".join([encode_field(name, value) for name, value in fields])
+    """The HTTP/2 header block of an HTTP/1 exchange's request (cached: clients repeat theirs)."""
+    key = (ex.method, ex.url, ex.version, tuple(ex.headers))
+    block = _blocks.get(key)
+    if block is None:
+        fields = orig_proto.request_fields(ex.method, ex.url, ex.headers, ex.version)
+        block = b"".join([encode_field(name, value) for name, value in fields])
+        if len(_blocks) >= RESPONSE_CACHE_SIZE:
+            _blocks.clear()
+        _blocks[key] = block
+    return block
 
 
 class Upgrade(Exchange):
@@ -193,22 +205,32 @@ class Upgrade(Exchange):
             return
         self.started = True
         ex.response_started = True
-        headers = response.headers
-        has_length = response.has_length
         no_body = self.no_body = ex.head_request or status in (204, 304)
-        if not no_body and end and not has_length:
-            headers = [*headers, (b"content-length", b"0")]
-            has_length = True
-        elif has_length and not no_body:
-            self.remaining = _content_length(headers)
-        self.chunked = not no_body and not has_length and ex.version == b"1.1"
-        if (not no_body and not has_length and not self.chunked) or self.down.draining:
+        empty = end and not no_body and not response.has_length  # written with length 0
+        has_length = response.has_length or empty
+        if has_length and not no_body:
+            self.remaining = response.length
+        chunked = self.chunked = not no_body and not has_length and ex.version == b"1.1"
+        if (not no_body and not has_length and not chunked) or self.down.draining:
             ex.keep_alive = False  # an HTTP/1.0 client's body ends with the connection
-        if ex.tap is not None:
-            ex.tap.response_init(time.monotonic(), status, headers.copy)
-        reason = h1head.reason_phrase(status)
         close = not ex.keep_alive
-        self._write(h1head.response_head(status, reason, headers, self.chunked, close, ex.version))
+        key = (block, ex.version, no_body, end, close)
+        written = _heads.get(key)
+        if written is None:
+            written = h1head.response_head(
+                status,
+                h1head.reason_phrase(status),
+                [*response.headers, (b"content-length", b"0")] if empty else response.headers,
+                chunked,
+                close,
+                ex.version,
+            )
+            if len(_heads) >= RESPONSE_CACHE_SIZE:
+                _heads.clear()
+            _heads[key] = written
+        if ex.tap is not None:
+            ex.tap.response_init(time.monotonic(), status, response.headers.copy)
+        self._write(written)
         if end:
             self._complete()
 
@@ -259,6 +281,10 @@ class Upgrade(Exchange):
             self.down.cork()
             defer_flush(self)
         self.down.write(data)
+
+    def shared(self) -> bool:
+        """No: one request at a time goes to the client."""
+        return False
 
     def flush(self) -> None:
         """End of the callback: write what the client gets (one send)."""
@@ -357,9 +383,3 @@ class Upgrade(Exchange):
         down.exchange_done(ex, self.status, error)
         down.corked = None  # what it would have got next is not sent
         down.abort()
-
-
-def _content_length(headers: h1head.Headers) -> int:
-    """The value of ``content-length`` (-1 when it is not a single number)."""
-    value = h1head.header_value(headers, b"content-length")
-    return int(value) if value is not None and value.strip().isdigit() else -1

@@ -8,7 +8,8 @@ above its high-water mark (or not connected yet) the stream credit is held, and 
 peer has no window for waits on the leg, so buffering is bounded by the windows we advertise.
 
 Writes are batched: frames are appended to a connection's ``out`` list and every dirty connection
-is written once, with one ``transport.write``, per turn of the event loop (:func:`flush_all`).
+is written once, with one ``transport.write``, at the end of the callback, or at the end of the
+turn of the event loop for a connection many streams share (:func:`flush_all`).
 """
 
 from __future__ import annotations
@@ -53,32 +54,42 @@ class Flushable(Protocol):
     def flush(self) -> None:
         """Write out what was queued."""
 
+    def shared(self) -> bool:
+        """Whether other callbacks of this turn of the event loop are likely to write to it
+        too (several streams in flight), so that its writes had better wait for them."""
 
-# Connections written to since the last flush. Module-wide: every HTTP/2 connection of the
-# process runs on the one event loop thread.
-_dirty: list[Flushable] = []
-_flush_scheduled = False
+
+# Module-wide: every HTTP/2 connection of the process runs on the one event loop thread.
+_dirty: list[Flushable] = []  # written to during this callback
+_later: list[Flushable] = []  # flushed at the end of this turn of the loop
+_later_loop: asyncio.AbstractEventLoop | None = None
 
 
 def flush_all() -> None:
-    """Have what every connection queued written out, once per turn of the event loop.
+    """Write out what every connection queued during this callback (one write each).
 
-    Called at the end of every callback that may have written. The writes happen in a callback
-    of their own, scheduled once, after every I/O callback of this turn: a connection that many
-    callbacks wrote to (one shared upstream connection and many clients) is written once, one
-    TLS record and one ``send``, instead of once per callback.
+    A connection with several streams in flight (an upstream connection shared by many clients,
+    which each write to it in a callback of their own) is written once at the end of the turn
+    of the event loop instead, after every I/O callback of it: one TLS record and one ``send``
+    for all of them.
     """
-    global _flush_scheduled
-    if _dirty and not _flush_scheduled:
-        _flush_scheduled = True
-        asyncio.get_running_loop().call_soon(_flush_now)
-
-
-def _flush_now() -> None:
-    global _flush_scheduled
-    _flush_scheduled = False
+    global _later_loop
     while _dirty:
-        _dirty.pop().flush()
+        conn = _dirty.pop()
+        if conn.shared():
+            loop = asyncio.get_running_loop()
+            if not _later or _later_loop is not loop:
+                _later.clear()  # only ever left by a loop that stopped before flushing it
+                _later_loop = loop
+                loop.call_soon(_flush_later)
+            _later.append(conn)
+        else:
+            conn.flush()
+
+
+def _flush_later() -> None:
+    while _later:
+        _later.pop().flush()
 
 
 def defer_flush(conn: Flushable) -> None:
@@ -308,6 +319,10 @@ class H2Conn(fr.FrameReader, asyncio.Protocol):
         if not self.dirty:
             self.dirty = True
             _dirty.append(self)
+
+    def shared(self) -> bool:
+        """Several streams are in flight here."""
+        return len(self.streams) > 1
 
     def flush(self) -> None:
         """Hand everything queued to the transport in one write."""
