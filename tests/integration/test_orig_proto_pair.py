@@ -17,12 +17,16 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp import web
 
 from tests.local_cluster import APPS
 from tests.mesh import Sample, parse_samples, select, total, wait_for
 from tests.proxy_pair import CLIENT_ID, ProxyPair
+from weft.proxy.profiles import Profile, Route
+from weft.proxy.tap.registry import RequestFacts, Tapped
 
 pytestmark = pytest.mark.anyio
 
@@ -374,3 +378,125 @@ async def test_the_app_gets_the_clients_identity_and_no_proxy_headers(pair: Prox
     assert headers["l5d-client-id"] == CLIENT_ID  # from the client proxy's certificate
     assert headers["host"] == "app" and headers["x-kept"] == "1"
     assert "l5d-orig-proto" not in headers
+
+
+# -- routes, retries, timeouts and tap through the stream ------------------------------------
+
+DST = "web.test.svc.cluster.local:80"
+PROFILE = Profile(
+    name=DST,
+    routes=(
+        Route(
+            labels=(("rt_route", "flaky"),),
+            matches=lambda method, path: path == "/flaky",
+            retryable=True,
+        ),
+        Route(labels=(("rt_route", "slow"),), matches=lambda m, p: p == "/slow", timeout=0.3),
+    ),
+)
+
+
+class Recorder:
+    """A tap sink that takes every request and records what it is told."""
+
+    spent = False
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[Any, ...]] = []
+        self.claimed = 0
+
+    def matches(self, facts: RequestFacts) -> bool:
+        return True
+
+    def claim(self) -> int:
+        self.claimed += 1
+        return self.claimed - 1
+
+    def request_init(self, tapped: Tapped, stream: int) -> None:
+        f = tapped.facts
+        names = sorted({name.decode().lower() for name, _ in f.fields()})
+        self.seen.append(("request", f.method, f.scheme, f.path, f.route_labels, names))
+
+    def response_init(self, tapped: Tapped, stream: int) -> None:
+        self.seen.append(("response", tapped.status))
+
+    def response_end(self, tapped: Tapped, stream: int) -> None:
+        self.seen.append(("end", tapped.response_bytes))
+
+
+@pytest.fixture
+async def flaky_app() -> AsyncIterator[tuple[Addr, list[bytes]]]:
+    """An HTTP/1.1 app (aiohttp): ``/flaky`` fails every other request with 503 and says how
+    many body bytes it got; ``/slow`` answers after 2 s."""
+    bodies: list[bytes] = []
+
+    async def flaky(request: web.Request) -> web.Response:
+        bodies.append(await request.read())
+        if len(bodies) % 2:
+            return web.Response(status=503, text="try again")
+        return web.Response(text=f"got {len(bodies[-1])}")
+
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(2)
+        return web.Response(text="late")
+
+    app = web.Application()
+    app.router.add_route("*", "/flaky", flaky)
+    app.router.add_get("/slow", slow)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield ("127.0.0.1", runner.addresses[0][1]), bodies
+    finally:
+        await runner.cleanup()
+
+
+async def test_retries_timeouts_route_metrics_and_tap_work_through_the_stream(
+    flaky_app: tuple[Addr, list[bytes]],
+) -> None:
+    addr, bodies = flaky_app
+    pair = await ProxyPair(addr, mtls=True, h2=True, profile=PROFILE).start()
+    recorders = [Recorder(), Recorder()]  # inbound, outbound (the pair's listener order)
+    for listener, recorder in zip(pair.listeners, recorders, strict=True):
+        listener.taps.add(recorder)
+    inbound, outbound = recorders
+    client = await Client.open(pair)
+    try:
+        client.send(request("GET", "/flaky"))
+        assert (await client.response()).body == b"got 0"
+        client.send(request("POST", "/flaky", body=pattern(20_000), chunked=True))
+        assert (await client.response()).body == b"got 20000"
+        client.send(request("GET", "/slow"))
+        rsp = await client.response()
+        assert rsp.status == 504 and "l5d-proxy-error" in rsp.headers
+    finally:
+        client.close()
+        await pair.close()
+    # Each request reached the app twice, its body replayed intact; the client saw one answer.
+    assert [len(body) for body in bodies] == [0, 0, 20_000, 20_000]
+    assert bodies[3] == pattern(20_000)
+    found = samples(pair)
+    flaky = {"direction": "outbound", "dst": DST, "rt_route": "flaky"}
+    assert total(found, "route_response_total", classification="success", **flaky) == 2
+    assert total(found, "route_actual_response_total", status_code="503", **flaky) == 2
+    slow = {"direction": "outbound", "rt_route": "slow"}
+    assert total(found, "route_response_total", status_code="504", error="timeout", **slow) == 1
+    # The client's proxy taps one request per client request, as HTTP/1; the server's proxy,
+    # each attempt, as the HTTP/1 request its app got (no l5d-orig-proto, a Host).
+    route = {"route": "flaky"}
+    assert [event for event in outbound.seen if event[0] == "request"] == [
+        ("request", "GET", "http", "/flaky", route, ["host"]),
+        ("request", "POST", "http", "/flaky", route, ["host"]),
+        ("request", "GET", "http", "/slow", {"route": "slow"}, ["host"]),
+    ]
+    assert [event[1] for event in outbound.seen if event[0] == "response"] == [200, 200, 504]
+    seen_inbound = [event for event in inbound.seen if event[0] == "request"]
+    assert [event[1:4] for event in seen_inbound] == [
+        ("GET", "http", "/flaky"),
+        ("GET", "http", "/flaky"),
+        ("POST", "http", "/flaky"),
+        ("POST", "http", "/flaky"),
+        ("GET", "http", "/slow"),
+    ]
+    assert all("host" in event[5] and "l5d-orig-proto" not in event[5] for event in seen_inbound)

@@ -257,15 +257,17 @@ class ServerConn(H2Conn):
         head = exchange.head
         dispatch = exchange.dispatch
         ctx = self.ctx
+        scheme = None  # from the fields' :scheme
         if head.orig_proto:  # the app gets it as HTTP/1: tap reports that request
             cid = ctx.client_id.encode() if ctx.client_id else None
             fields: Callable[[], Fields] = partial(downgrade.tap_fields, head, cid)
+            scheme = next((v for n, v in head.fields if n == b":scheme"), b"http").decode()
         else:
             fields = partial(request_fields, exchange.block)
         return ctx.observe(
             endpoint,
             head.method.decode("latin-1"),
-            None,
+            scheme,
             head.authority or "",
             head.path.decode("latin-1"),
             fields,
