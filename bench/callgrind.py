@@ -9,10 +9,16 @@ requests, the counters are zeroed (``callgrind_control -z``), ``--requests`` mor
 the counters dumped: the proxy's instructions (user space: Python, its extensions, libc) over
 those requests, divided by their number.
 
+``--pair`` measures a client's and a server's proxy instead, in one process with mTLS between
+them (``bench/pair_proxy.py``): HTTP/1.1 through the pair (carried as HTTP/2 where the revision
+has orig-proto) and gRPC through the pair; the figures are per request for both proxies, so
+half of one is a proxy's share.
+
 ``--checkout DIR`` measures the weft in another worktree (its ``.venv``), so two revisions are
 compared with the same backends and client; ``--rounds`` alternates between the checkouts given.
 
     .venv/bin/python bench/callgrind.py --checkout /work/wt/tap-before --checkout . --rounds 3
+    .venv/bin/python bench/callgrind.py --pair --checkout /work/wt/before --checkout .
 
 Needs valgrind (callgrind_control) and h2load; no root.
 """
@@ -36,6 +42,7 @@ from pathlib import Path
 from typing import cast
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+LISTENERS = (("h1", "inbound"), ("grpc", "outbound"))  # the listener each protocol is sent to
 sys.path.insert(0, str(REPO_ROOT))
 
 from bench.h2_micro import Backend as H2Backend  # noqa: E402
@@ -46,6 +53,7 @@ START_TIMEOUT = 300.0  # Python's start-up under valgrind is slow
 # ``python -m weft`` with the cyclic garbage collector off (see --no-gc).
 NO_GC = "import gc, runpy; gc.disable(); runpy.run_module('weft', run_name='__main__')"
 LISTENER_LINE = re.compile(r"(inbound|outbound) listener on 127\.0\.0\.1:(\d+)")
+PAIR_LINE = re.compile(r"(h1|grpc) pair on 127\.0\.0\.1:(\d+)")
 
 
 # --- the backends (a child process) ---------------------------------------------------------
@@ -95,10 +103,14 @@ def listening_socket() -> socket.socket:
 
 
 class Proxy:
-    """``<checkout>/.venv/bin/python -m weft proxy`` under callgrind, instrumentation off."""
+    """``<checkout>/.venv/bin/python -m weft proxy`` under callgrind, instrumentation off (with
+    ``pair``: ``bench/pair_proxy.py``, two proxy pairs)."""
 
-    def __init__(self, checkout: Path, h1: int, h2: int, workdir: Path, no_gc: bool) -> None:
+    def __init__(
+        self, checkout: Path, h1: int, h2: int, workdir: Path, no_gc: bool, pair: bool = False
+    ) -> None:
         self.checkout = checkout
+        self.lines = PAIR_LINE if pair else LISTENER_LINE
         self.log_path = workdir / f"proxy-{checkout.name}.log"
         self.out_prefix = workdir / f"callgrind-{checkout.name}"
         env = {
@@ -112,28 +124,31 @@ class Proxy:
             "LINKERD2_PROXY_INBOUND_FORWARD": f"127.0.0.1:{h1}",
             "LINKERD2_PROXY_OUTBOUND_FORWARD": f"127.0.0.1:{h2}",
         }
+        if pair:
+            program = [str(REPO_ROOT / "bench" / "pair_proxy.py"), str(checkout), str(h1), str(h2)]
+        else:
+            program = [*(["-c", NO_GC] if no_gc else ["-m", "weft"]), "proxy"]
         argv = [
             "valgrind",
             "--tool=callgrind",
             "--instr-atstart=no",
             f"--callgrind-out-file={self.out_prefix}.%p",
             str(checkout / ".venv" / "bin" / "python"),
-            *(["-c", NO_GC] if no_gc else ["-m", "weft"]),
-            "proxy",
+            *program,
         ]
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(argv, cwd=checkout, env=env, stdout=log, stderr=log)
         self.ports: dict[str, int] = {}
 
     def wait_listening(self) -> None:
-        """Wait until both data-plane listeners have logged their addresses."""
+        """Wait until both listeners (or pairs) have logged their addresses."""
         deadline = time.monotonic() + START_TIMEOUT
         while len(self.ports) < 2:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"proxy exited:\n{self.log_path.read_text()}")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"proxy did not start:\n{self.log_path.read_text()}")
-            for direction, port in LISTENER_LINE.findall(self.log_path.read_text()):
+            for direction, port in self.lines.findall(self.log_path.read_text()):
                 self.ports[direction] = int(port)
             time.sleep(0.2)
 
@@ -193,12 +208,13 @@ def measure(
     """Instructions per request of one proxy from ``checkout``, per protocol."""
     body = workdir / "req.bin"
     body.write_bytes(b"\x00\x00\x00\x00\x0a0123456789")
-    proxy = Proxy(checkout, h1, h2, workdir, args.no_gc)
+    proxy = Proxy(checkout, h1, h2, workdir, args.no_gc, args.pair)
     try:
         proxy.wait_listening()
         proxy.control("-i", "on")
         result = {}
-        for proto, direction in (("h1", "inbound"), ("grpc", "outbound")):
+        ports = (("h1", "h1"), ("grpc", "grpc")) if args.pair else LISTENERS
+        for proto, direction in ports:
             h2load(proto, proxy.ports[direction], args.warmup, body)
             proxy.control("-z")
             h2load(proto, proxy.ports[direction], args.requests, body)
@@ -222,6 +238,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=2000, help="measured requests per protocol")
     parser.add_argument("--warmup", type=int, default=500, help="requests before counting")
     parser.add_argument("--rounds", type=int, default=1, help="measurements per checkout")
+    parser.add_argument(
+        "--pair", action="store_true", help="a client's and a server's proxy (mTLS) per request"
+    )
     parser.add_argument(
         "--no-gc",
         action="store_true",

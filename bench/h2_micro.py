@@ -103,7 +103,8 @@ async def run_backend(fd: int) -> None:
 async def run_weft_hop(fd: int, target: int) -> None:
     from weft.proxy.config import ProxyConfig
     from weft.proxy.context import ConnContext, ConnTracker
-    from weft.proxy.http1 import H1Pool
+    from weft.proxy.downgrade import AppConn
+    from weft.proxy.http1 import H1Pool, H1Upstream
     from weft.proxy.http2 import H2Pool, serve_http2
     from weft.proxy.metrics import ProxyMetrics
     from weft.proxy.routing import OriginalDestination
@@ -113,7 +114,9 @@ async def run_weft_hop(fd: int, target: int) -> None:
     config = ProxyConfig.from_env({"LINKERD2_PROXY_IDENTITY_DISABLED": "1"})
     metrics = ProxyMetrics(config.metrics_retain_idle)
     tracker = ConnTracker()
-    h1_pool, h2_pool = H1Pool(), H2Pool()
+    h1_pool: H1Pool[H1Upstream] = H1Pool()
+    downgrade_pool: H1Pool[AppConn] = H1Pool()
+    h2_pool = H2Pool()
     router = OriginalDestination()
     taps = Taps()
     tls = (("tls", "disabled"),)
@@ -138,6 +141,7 @@ async def run_weft_hop(fd: int, target: int) -> None:
                     tracker=tracker,
                     h1_pool=h1_pool,
                     h2_pool=h2_pool,
+                    downgrade_pool=downgrade_pool,
                     peer=("127.0.0.1", 0),
                     orig_dst=None,
                     target=("127.0.0.1", target),

@@ -25,6 +25,7 @@ from weft.proxy.config import ProxyConfig
 from weft.proxy.context import INBOUND, OUTBOUND, ConnTracker
 from weft.proxy.discovery import Addr, Endpoint
 from weft.proxy.metrics import ProxyMetrics
+from weft.proxy.profiles import Profile
 from weft.proxy.routing import Fallbacks, Logical, OriginalDestination
 from weft.proxy.server import Listener
 
@@ -79,14 +80,26 @@ class ProxyPair:
     """An outbound listener whose connections go to an inbound listener, which forwards to
     ``app``; with ``mtls`` the hop between them is TLS with verified identities both ways.
 
-    Ports in ``opaque_ports`` skip protocol detection on both proxies (the app's port, and the
-    inbound listener's port as the outbound proxy sees it).
+    With ``opaque`` the app's port, and the inbound listener's port as the outbound proxy sees
+    it, skip protocol detection on both proxies. With ``h2`` the inbound endpoint carries
+    discovery's ``h2`` protocol hint, so HTTP/1 requests cross as HTTP/2 (``l5d-orig-proto``).
+    The outbound proxy's requests follow ``profile`` (routes, retries, timeouts) when given.
     """
 
-    def __init__(self, app: Addr, *, mtls: bool, opaque: bool = False) -> None:
+    def __init__(
+        self,
+        app: Addr,
+        *,
+        mtls: bool,
+        opaque: bool = False,
+        h2: bool = False,
+        profile: Profile | None = None,
+    ) -> None:
         self.app = app
         self.mtls = mtls
         self.opaque = opaque
+        self.h2 = h2
+        self.profile = profile
         self.metrics = ProxyMetrics(600.0)
         self.tracker = ConnTracker()
         self.listeners: list[Listener] = []
@@ -124,7 +137,10 @@ class ProxyPair:
         if self.opaque:
             env["LINKERD2_PROXY_OUTBOUND_PORTS_DISABLE_PROTOCOL_DETECTION"] = str(self.inbound[1])
         config = ProxyConfig.from_env(env)
-        router = _PeerRouter(Endpoint(self.inbound, (), SERVER_ID if self.mtls else None))
+        endpoint = Endpoint(self.inbound, (), SERVER_ID if self.mtls else None, self.h2)
+        router = _PeerRouter(endpoint)
+        if self.profile is not None:
+            router.peer.set_profile(self.profile)
         outbound = Listener(
             OUTBOUND, config, config.outbound, self.metrics, router, self.tracker, client_identity
         )

@@ -332,6 +332,22 @@ def test_meshed_unmeshed_and_identity_disabled_pods() -> None:
     assert dict(classic.labels)["serviceaccount"] == "default"
 
 
+def test_a_meshed_pod_gets_no_h2_hint_on_its_opaque_ports() -> None:
+    # Its proxy copies those ports' bytes as they come: HTTP/2 would reach the app as such.
+    default = state_of(pod("web-1", "10.1.0.1"))
+    assert not resolve(default, "10.1.0.1:3306", SETTINGS).addrs[("10.1.0.1", 3306)].h2
+    assert resolve(default, "10.1.0.1:8080", SETTINGS).addrs[("10.1.0.1", 8080)].h2
+    annotated = pod("web-2", "10.1.0.2")
+    opaque = {
+        "name": "LINKERD2_PROXY_INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION",
+        "value": "8080,9000-9001",
+    }
+    annotated["spec"]["initContainers"][1]["env"].append(opaque)
+    state = state_of(annotated)
+    for port, h2 in ((8080, False), (9001, False), (3306, True), (80, True)):
+        assert resolve(state, f"10.1.0.2:{port}", SETTINGS).addrs[("10.1.0.2", port)].h2 is h2
+
+
 def test_identity_follows_the_mesh_settings() -> None:
     settings = MeshSettings(control_namespace="linkerd", trust_domain="example.org")
     state = state_of(pod("web-1", "10.1.0.5"))

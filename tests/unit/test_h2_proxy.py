@@ -39,8 +39,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.loopback import refused_port
 from weft.proxy.config import ProxyConfig
 from weft.proxy.context import ConnContext, ConnTracker
+from weft.proxy.downgrade import AppConn
 from weft.proxy.h2 import frames as fr
-from weft.proxy.http1 import H1Pool
+from weft.proxy.http1 import H1Pool, H1Upstream
 from weft.proxy.http2 import H2Pool, ServerConn, serve_http2
 from weft.proxy.metrics import ProxyMetrics
 from weft.proxy.routing import OriginalDestination
@@ -101,8 +102,9 @@ class Proxy:
         self.config = ProxyConfig.from_env({"LINKERD2_PROXY_IDENTITY_DISABLED": "1", **(env or {})})
         self.metrics = ProxyMetrics(self.config.metrics_retain_idle)
         self.tracker = ConnTracker()
-        self.h1_pool = H1Pool()
+        self.h1_pool: H1Pool[H1Upstream] = H1Pool()
         self.h2_pool = H2Pool()
+        self.downgrade_pool: H1Pool[AppConn] = H1Pool()
         self.taps = Taps()
         self.server: asyncio.Server | None = None
         self.port = 0
@@ -118,6 +120,7 @@ class Proxy:
             tracker=self.tracker,
             h1_pool=self.h1_pool,
             h2_pool=self.h2_pool,
+            downgrade_pool=self.downgrade_pool,
             peer=transport.get_extra_info("peername"),
             orig_dst=None,
             target=self.target,

@@ -46,7 +46,8 @@ def pb_weighted(message: pb.WeightedAddr) -> api.WeightedAddr:
     if tls.WhichOneof("strategy") == "dns_like_identity":
         name = tls.dns_like_identity.name or None
     addr = pb_addr(message.addr) if message.HasField("addr") else None
-    return api.WeightedAddr(addr, dict(message.metric_labels), name)
+    h2 = message.protocol_hint.WhichOneof("protocol") == "h2"
+    return api.WeightedAddr(addr, dict(message.metric_labels), name, h2)
 
 
 def pb_update(message: pb.Update) -> api.Update:
@@ -361,7 +362,9 @@ def test_an_update_reads_as_the_proxy_needs_it() -> None:
         ("10.0.0.5", 8080), {"pod": "web-1", "ns": "emojivoto"}, WEB
     )
     assert decoded.addrs[2].addr == ("0.0.0.0", 0)
-    assert decoded.addrs[3] == api.WeightedAddr(("2001:db8::7", 8443), {"pod": "web-1"}, WEB)
+    assert decoded.addrs[3] == api.WeightedAddr(
+        ("2001:db8::7", 8443), {"pod": "web-1"}, WEB, h2=True
+    )
     assert decoded.addrs[4].addr is None and decoded.addrs[5].addr is None
     remove = api.decode_update(UPDATES["remove"].SerializeToString())
     assert remove == api.Remove([("10.0.0.5", 8080), ("::1", 80), None])

@@ -123,6 +123,15 @@ def test_an_added_address_carries_dst_labels_and_its_identity() -> None:
     )
 
 
+def test_the_h2_protocol_hint_marks_a_meshed_endpoint() -> None:
+    hinted = weighted("10.0.0.5", 8080, NAME)
+    hinted.protocol_hint.h2.SetInParent()
+    assert endpoint_of(one(hinted), {}) == Endpoint(("10.0.0.5", 8080), (), NAME, h2=True)
+    opaque = weighted("10.0.0.5", 3306, NAME)
+    opaque.protocol_hint.opaque.SetInParent()
+    assert endpoint_of(one(opaque), {}) == Endpoint(("10.0.0.5", 3306), (), NAME, h2=False)
+
+
 # -- Resolution ---------------------------------------------------------------------------
 
 

@@ -16,7 +16,8 @@ from weft.proxy.tap.registry import Fields, RequestFacts, Tapped, Taps
 from weft.proxy.tls import Dialer
 
 if TYPE_CHECKING:
-    from weft.proxy.http1 import H1Pool
+    from weft.proxy.downgrade import AppConn
+    from weft.proxy.http1 import H1Pool, H1Upstream
     from weft.proxy.http2 import H2Pool
     from weft.proxy.profiles import Route
 
@@ -101,8 +102,9 @@ class ConnContext:
     metrics: ProxyMetrics
     router: Router
     tracker: ConnTracker
-    h1_pool: H1Pool
+    h1_pool: H1Pool[H1Upstream]
     h2_pool: H2Pool
+    downgrade_pool: H1Pool[AppConn]  # HTTP/1 connections to the app for l5d-orig-proto requests
     peer: Addr
     orig_dst: Addr | None
     target: Addr | None

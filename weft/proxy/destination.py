@@ -48,12 +48,13 @@ SWEEP_BOUNDS = (0.05, 15.0)  # seconds between looks for idle destinations: min,
 
 
 def endpoint_of(waddr: api.WeightedAddr, set_labels: dict[str, str]) -> Endpoint | None:
-    """The proxy's view of one address from an ``add`` update (labels become ``dst_*``)."""
+    """The proxy's view of one address from an ``add`` update (labels become ``dst_*``; an
+    ``h2`` protocol hint marks a meshed endpoint)."""
     if waddr.addr is None:
         return None
     labels = {**set_labels, **waddr.labels}
     pairs = tuple((f"dst_{k}", v) for k, v in sorted(labels.items()))
-    return Endpoint(waddr.addr, pairs, waddr.tls_identity)
+    return Endpoint(waddr.addr, pairs, waddr.tls_identity, waddr.h2)
 
 
 class Resolution:

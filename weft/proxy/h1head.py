@@ -73,6 +73,28 @@ def head_fields(head: bytes) -> Headers:
     return fields
 
 
+def request_facts(headers: Headers) -> tuple[bool, bytes | None, bytes | None, bytes | None]:
+    """What framing and routing read from a request's headers, in one pass: whether the body is
+    chunked (as :func:`is_chunked` says), and the first ``Content-Length``, ``Host`` and
+    ``l5d-dst-override`` values."""
+    te = length = host = override = None
+    for name, value in headers:
+        lower = name.lower()
+        if lower == b"host":
+            if host is None:
+                host = value
+        elif lower == b"content-length":
+            if length is None:
+                length = value
+        elif lower == b"transfer-encoding":
+            if te is None:
+                te = value
+        elif lower == DST_OVERRIDE and override is None:
+            override = value
+    chunked = te is not None and te.rsplit(b",", 1)[-1].strip().lower() == b"chunked"
+    return chunked, length, host, override
+
+
 def is_chunked(headers: Headers) -> bool:
     """Whether the message body uses chunked transfer coding."""
     te = header_value(headers, b"transfer-encoding")
@@ -107,12 +129,20 @@ def response_head(
     return b"".join(parts)
 
 
+_phrases: dict[int, bytes] = {}
+
+
 def reason_phrase(status: int) -> bytes:
     """The standard reason phrase of ``status``."""
-    try:
-        return HTTPStatus(status).phrase.encode()
-    except ValueError:
-        return b"Unknown"
+    phrase = _phrases.get(status)
+    if phrase is None:
+        try:
+            phrase = HTTPStatus(status).phrase.encode()
+        except ValueError:
+            phrase = b"Unknown"
+        if 100 <= status <= 999:
+            _phrases[status] = phrase
+    return phrase
 
 
 def error_response(status: int, reason: str, close: bool) -> bytes:
@@ -122,9 +152,9 @@ def error_response(status: int, reason: str, close: bool) -> bytes:
     return response_head(status, reason_phrase(status), headers, False, close, b"1.1")
 
 
-def chunk(data: bytes) -> bytes:
+def chunk(data: bytes | memoryview) -> bytes:
     """Frame ``data`` as one chunk of a chunked body."""
-    return b"%x\r\n%b\r\n" % (len(data), data)
+    return b"%x\r\n" % len(data) + data + b"\r\n"
 
 
 LAST_CHUNK = b"0\r\n\r\n"

@@ -1,9 +1,14 @@
 """HTTP/1.1 forwarding: keep-alive on both sides, streamed bodies, upgrades, strict parsing.
 
 A downstream connection (:class:`H1Server`) parses requests with httptools (llhttp, strict mode,
-which rejects the request-smuggling vectors) and queues them as :class:`_Exchange` objects; the
+which rejects the request-smuggling vectors) and queues them as :class:`H1Exchange` objects; the
 head of the queue is bound to a pooled upstream connection (:class:`H1Upstream`) that parses the
 response and streams it back. Bodies are forwarded chunk by chunk with transport back-pressure.
+
+A request to an endpoint that discovery hints is meshed (``h2``) goes to it as HTTP/2 on the
+listener's shared connection instead (``weft.proxy.upgrade``, ``l5d-orig-proto``), unless it is
+an ``Upgrade`` or ``CONNECT``; its exchange is the same, so routing, retries, timeouts, metrics
+and tap treat it as any HTTP/1 request.
 
 Tap (``weft.proxy.tap``): a request is offered to the taps when its first attempt is sent (or
 when the proxy answers it itself), only while ``ctx.taps.active``; a tapped exchange reports the
@@ -20,7 +25,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from functools import partial
-from typing import cast
+from typing import Generic, Protocol, TypeVar, cast
 
 import httptools
 
@@ -43,6 +48,7 @@ from weft.proxy.errors import (
 from weft.proxy.metrics import ConnStats, EndpointStats
 from weft.proxy.routing import Logical
 from weft.proxy.tap.registry import Tapped
+from weft.proxy.upgrade import Upgrade
 
 log = logging.getLogger("weft.proxy.http1")
 
@@ -53,8 +59,9 @@ class _HeadTooLarge(Exception):
     """Raised from a parser callback when a request head exceeds the limit."""
 
 
-class _Exchange:
-    """One request and its response."""
+class H1Exchange:
+    """One request and its response. ``pending`` holds body bytes (as received, not framed)
+    waiting for an upstream; ``h2`` is the attempt in flight when it goes over HTTP/2."""
 
     __slots__ = (
         "attempt_started",
@@ -62,9 +69,11 @@ class _Exchange:
         "chunked",
         "deadline",
         "dispatch",
+        "h2",
         "has_body",
         "head",
         "head_request",
+        "headers",
         "keep_alive",
         "load",
         "logical",
@@ -87,7 +96,8 @@ class _Exchange:
     )
 
     def __init__(self) -> None:
-        self.head = b""
+        self.head = b""  # the head sent upstream over HTTP/1 (built on the first such attempt)
+        self.headers: h1head.Headers = []  # the end-to-end header fields
         self.authority = ""
         self.name = ""  # l5d-dst-override, else the authority: the logical destination
         self.method = b""
@@ -104,6 +114,7 @@ class _Exchange:
         self.response_done = False
         self.reused = False
         self.upstream: H1Upstream | None = None
+        self.h2: Upgrade | None = None
         self.stats: EndpointStats | None = None
         self.started = 0.0
         self.attempt_started = 0.0
@@ -116,34 +127,67 @@ class _Exchange:
         self.tap: Tapped | None = None  # set only when a tap matched this request
 
 
-class H1Pool:
-    """Idle keep-alive upstream connections of one listener, per endpoint."""
+class Pooled(Protocol):
+    """An upstream HTTP/1 connection that can wait in an :class:`H1Pool`."""
+
+    endpoint: Endpoint
+    transport: asyncio.Transport
+    idle_timer: asyncio.TimerHandle | None
+    idle_since: float  # loop time it last went into the pool
+
+    def expire(self) -> None:
+        """The idle timeout passed: close."""
+
+
+C = TypeVar("C", bound=Pooled)
+
+
+class H1Pool(Generic[C]):
+    """Idle keep-alive upstream connections of one listener, per endpoint.
+
+    A connection's idle timer starts when it first goes idle and is not cancelled when it is
+    taken: when it fires, a connection in use, or idle for less than the timeout, is left alone
+    (or timed again), so a busy connection costs no timer per request.
+    """
 
     def __init__(self) -> None:
-        self.idle: dict[Endpoint, list[H1Upstream]] = {}
+        self.idle: dict[Endpoint, list[C]] = {}
 
-    def take(self, endpoint: Endpoint) -> H1Upstream | None:
+    def take(self, endpoint: Endpoint) -> C | None:
         """An idle connection to ``endpoint``, most recently used first."""
         conns = self.idle.get(endpoint)
         while conns:
             conn = conns.pop()
-            if conn.idle_timer is not None:
-                conn.idle_timer.cancel()
-                conn.idle_timer = None
             if not conn.transport.is_closing():
                 return conn
         return None
 
-    def put(self, conn: H1Upstream, idle_timeout: float, max_idle: int) -> None:
+    def put(self, conn: C, idle_timeout: float, max_idle: int) -> None:
         """Keep ``conn`` for reuse, closing it after ``idle_timeout`` seconds unused."""
         conns = self.idle.setdefault(conn.endpoint, [])
         if len(conns) >= max_idle:
             conn.transport.close()
             return
         conns.append(conn)
-        conn.idle_timer = asyncio.get_running_loop().call_later(idle_timeout, conn.expire)
+        loop = asyncio.get_running_loop()
+        conn.idle_since = loop.time()
+        if conn.idle_timer is None:
+            conn.idle_timer = loop.call_later(idle_timeout, self._expire, conn, idle_timeout)
 
-    def forget(self, conn: H1Upstream) -> None:
+    def _expire(self, conn: C, idle_timeout: float) -> None:
+        conn.idle_timer = None
+        conns = self.idle.get(conn.endpoint)
+        if not conns or conn not in conns:
+            return  # in use: it is timed again when it comes back
+        loop = asyncio.get_running_loop()
+        left = conn.idle_since + idle_timeout - loop.time()
+        if left > 0:
+            conn.idle_timer = loop.call_later(left, self._expire, conn, idle_timeout)
+            return
+        self.forget(conn)
+        conn.expire()
+
+    def forget(self, conn: C) -> None:
         """Drop a closed connection from the idle list."""
         conns = self.idle.get(conn.endpoint)
         if conns and conn in conns:
@@ -159,8 +203,8 @@ class H1Server(asyncio.Protocol):
         self.ctx = ctx
         self.transport = transport
         self.parser = httptools.HttpRequestParser(self)
-        self.queue: deque[_Exchange] = deque()
-        self.parsing: _Exchange | None = None
+        self.queue: deque[H1Exchange] = deque()
+        self.parsing: H1Exchange | None = None
         self.headers: h1head.Headers = []
         self.url = b""
         self.head_bytes = 0
@@ -172,7 +216,8 @@ class H1Server(asyncio.Protocol):
         self.tunnel_eof = False  # the client ended its direction of the tunnel
         self.connecting: asyncio.Task[None] | None = None
         self.client_id = ctx.client_id.encode() if ctx.client_id else None
-        self.corked: list[bytes] | None = None
+        self.corked: list[bytes | memoryview] | None = None
+        self.writing_paused = False  # the transport's buffer is above its high-water mark
 
     # -- bytes in ---------------------------------------------------------------------------
 
@@ -244,16 +289,14 @@ class H1Server(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         parser = self.parser
         headers = self.headers
-        ex = _Exchange()
+        ex = H1Exchange()
         method = parser.get_method()
         ex.version = parser.get_http_version().encode()
         ex.keep_alive = parser.should_keep_alive() and not self.draining
         ex.head_request = method == b"HEAD"
         ex.tunnel = method == b"CONNECT" or parser.should_upgrade()
-        ex.chunked = h1head.is_chunked(headers)
-        length = h1head.header_value(headers, b"content-length")
+        ex.chunked, length, host, override = h1head.request_facts(headers)
         ex.has_body = ex.chunked or (length is not None and length.strip() != b"0")
-        host = h1head.header_value(headers, b"host")
         if method == b"CONNECT":
             authority = self.url
         elif host is not None:
@@ -264,14 +307,13 @@ class H1Server(asyncio.Protocol):
         else:
             authority = b""
         ex.authority = authority.decode("latin-1")
-        override = h1head.header_value(headers, h1head.DST_OVERRIDE)
         ex.name = override.decode("latin-1").strip() if override else ex.authority
         ex.method = method
         ex.url = self.url
         forwarded = h1head.end_to_end(headers, keep_upgrade=ex.tunnel and method != b"CONNECT")
         if self.client_id is not None:
             forwarded.append((h1head.CLIENT_ID, self.client_id))
-        ex.head = h1head.request_head(method, self.url, forwarded, ex.chunked)
+        ex.headers = forwarded
         self.parsing = ex
         self.queue.append(ex)
         if len(self.queue) == 1:
@@ -283,15 +325,17 @@ class H1Server(asyncio.Protocol):
         ex = self.parsing
         if ex is None or ex.response_done:
             return
-        data = h1head.chunk(body) if ex.chunked else body
         if ex.dispatch is not None:
-            ex.dispatch.keep(data)
+            ex.dispatch.keep(body)
         up = ex.upstream
         if up is not None:
+            data = h1head.chunk(body) if ex.chunked else body
             up.stats.written += len(data)
             up.transport.write(data)
+        elif ex.h2 is not None:
+            ex.h2.body(body)
         else:
-            ex.pending.append(data)
+            ex.pending.append(body)
 
     def on_message_complete(self) -> None:
         ex = self.parsing
@@ -299,24 +343,25 @@ class H1Server(asyncio.Protocol):
         if ex is None:
             return
         ex.request_done = True
-        if ex.chunked and not ex.response_done:
-            self.on_body_end(ex)
+        if not ex.response_done:
+            if ex.h2 is not None:
+                ex.h2.end_request()
+            elif ex.chunked:
+                self.on_body_end(ex)
         if ex.response_done:
             self._finished(ex)
 
-    def on_body_end(self, ex: _Exchange) -> None:
-        if ex.dispatch is not None:
-            ex.dispatch.keep(h1head.LAST_CHUNK)
+    def on_body_end(self, ex: H1Exchange) -> None:
+        """The end of a chunked request body: its last chunk (an upstream that is not bound yet
+        adds it when it is, see :meth:`H1Upstream.attach`)."""
         up = ex.upstream
         if up is not None:
             up.stats.written += len(h1head.LAST_CHUNK)
             up.transport.write(h1head.LAST_CHUNK)
-        else:
-            ex.pending.append(h1head.LAST_CHUNK)
 
     # -- dispatch ---------------------------------------------------------------------------
 
-    def _dispatch(self, ex: _Exchange) -> None:
+    def _dispatch(self, ex: H1Exchange) -> None:
         """Route ``ex`` (the head of the queue) to its logical destination and send it."""
         ctx = self.ctx
         logical = ctx.router.logical(ex.name or None, ctx.target)
@@ -339,7 +384,7 @@ class H1Server(asyncio.Protocol):
         ex.deadline = now + ctx.dcfg.dispatch_timeout
         self._attempt(ex)
 
-    def _attempt(self, ex: _Exchange) -> None:
+    def _attempt(self, ex: H1Exchange) -> None:
         """Pick an endpoint for ``ex`` and send it there (again, for a retry)."""
         ctx = self.ctx
         assert ex.logical is not None
@@ -370,6 +415,11 @@ class H1Server(asyncio.Protocol):
             ex.dispatch.attempt(now)
         if ctx.taps.active and ex.tap is None:
             ex.tap = self._observe(ex, endpoint, now)
+        if endpoint.h2 and not ex.tunnel:
+            Upgrade(self, ex, now).send(endpoint)
+            return
+        if not ex.head:
+            ex.head = h1head.request_head(ex.method, ex.url, ex.headers, ex.chunked)
         up = ctx.h1_pool.take(endpoint)
         if up is not None:
             ex.reused = True
@@ -377,7 +427,7 @@ class H1Server(asyncio.Protocol):
             return
         self._start_connect(ex, endpoint)
 
-    def _observe(self, ex: _Exchange, endpoint: Endpoint | None, now: float) -> Tapped | None:
+    def _observe(self, ex: H1Exchange, endpoint: Endpoint | None, now: float) -> Tapped | None:
         """Offer ``ex`` to the proxy's taps (called only while one is active)."""
         url = ex.url
         scheme = "http"
@@ -389,13 +439,13 @@ class H1Server(asyncio.Protocol):
             scheme,
             ex.authority,
             request_path(url),
-            partial(h1head.head_fields, ex.head),
+            ex.headers.copy,
             ex.dispatch.route if ex.dispatch is not None else None,
             now,
         )
 
     def _wait(
-        self, ex: _Exchange, future: asyncio.Future[None], timeout: float, then: Callable[[], None]
+        self, ex: H1Exchange, future: asyncio.Future[None], timeout: float, then: Callable[[], None]
     ) -> None:
         """Hold the connection until ``future`` completes (or ``timeout``), then call ``then``."""
         self.transport.pause_reading()
@@ -410,12 +460,14 @@ class H1Server(asyncio.Protocol):
 
         ex.waiter = asyncio.get_running_loop().create_task(wait())
 
-    def _timed_out(self, ex: _Exchange) -> None:
+    def _timed_out(self, ex: H1Exchange) -> None:
         """The route's timeout expired: answer 504 unless the response has begun."""
         ex.timer = None
         up = ex.upstream
         if ex.response_done or (ex.response_started and not (up is not None and up.discarding)):
             return
+        if ex.h2 is not None:
+            ex.h2.cancel(None)
         if up is not None:
             up.ex = up.down = None
             up.discarding = False
@@ -427,7 +479,7 @@ class H1Server(asyncio.Protocol):
         d = ex.dispatch
         self.respond_error(ex, route_timeout(d.timeout if d is not None and d.timeout else 0.0))
 
-    def retry(self, ex: _Exchange) -> None:
+    def retry(self, ex: H1Exchange) -> None:
         """Send ``ex`` again: its last attempt failed and the route allows a retry."""
         assert ex.dispatch is not None and ex.dispatch.replay is not None
         ex.upstream = None
@@ -437,7 +489,7 @@ class H1Server(asyncio.Protocol):
         self._attempt(ex)
 
     def attempt_done(
-        self, ex: _Exchange, status: int, error: str | None = None, now: float | None = None
+        self, ex: H1Exchange, status: int, error: str | None = None, now: float | None = None
     ) -> None:
         """Count the end of ``ex``'s attempt in flight (endpoint and ``route_actual`` series)."""
         load = ex.load
@@ -454,7 +506,7 @@ class H1Server(asyncio.Protocol):
         if ex.dispatch is not None:
             ex.dispatch.attempt_done(now, latency, status, None, error)
 
-    def exchange_done(self, ex: _Exchange, status: int, error: str | None = None) -> None:
+    def exchange_done(self, ex: H1Exchange, status: int, error: str | None = None) -> None:
         """Count the response the client got for ``ex``."""
         now = time.monotonic()
         if ex.load is not None:
@@ -474,11 +526,11 @@ class H1Server(asyncio.Protocol):
                 ex.upstream.tap = None
             ex.tap.response_end(now)
 
-    def _start_connect(self, ex: _Exchange, endpoint: Endpoint) -> None:
+    def _start_connect(self, ex: H1Exchange, endpoint: Endpoint) -> None:
         self.transport.pause_reading()
         self.connecting = asyncio.get_running_loop().create_task(self._connect(ex, endpoint))
 
-    async def _connect(self, ex: _Exchange, endpoint: Endpoint) -> None:
+    async def _connect(self, ex: H1Exchange, endpoint: Endpoint) -> None:
         ctx = self.ctx
         up = H1Upstream(ctx, endpoint, ctx.dst_conn_stats(endpoint))
         try:
@@ -497,7 +549,7 @@ class H1Server(asyncio.Protocol):
         self.transport.resume_reading()
         up.attach(ex, self)
 
-    def redispatch(self, ex: _Exchange, endpoint: Endpoint) -> None:
+    def redispatch(self, ex: H1Exchange, endpoint: Endpoint) -> None:
         """Send a bodiless ``ex`` again on a new connection: its pooled one closed under it."""
         ex.upstream = None
         ex.reused = False
@@ -505,7 +557,7 @@ class H1Server(asyncio.Protocol):
 
     # -- responses --------------------------------------------------------------------------
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         """Write response bytes to the client (held back while corked)."""
         self.ctx.stats.written += len(data)
         if self.corked is not None:
@@ -522,10 +574,10 @@ class H1Server(asyncio.Protocol):
     def uncork(self) -> None:
         """Write what was held back, in one piece."""
         held, self.corked = self.corked, None
-        if held:
-            self.transport.write(held[0] if len(held) == 1 else b"".join(held))
+        if held and not self.transport.is_closing():
+            self.transport.write(b"".join(held))
 
-    def respond_error(self, ex: _Exchange, err: ProxyError) -> None:
+    def respond_error(self, ex: H1Exchange, err: ProxyError) -> None:
         """Answer ``ex`` (which must be at the head of the queue) with a proxy error."""
         log.info("%s %s: %s", self.ctx.direction, ex.authority or "-", err.reason)
         close = not ex.keep_alive or not ex.request_done or self.draining
@@ -545,14 +597,14 @@ class H1Server(asyncio.Protocol):
         if ex.request_done:
             self._finished(ex)
 
-    def response_complete(self, ex: _Exchange) -> None:
+    def response_complete(self, ex: H1Exchange) -> None:
         """Called by the upstream when the response to ``ex`` has been fully written."""
         if ex.request_done:
             self._finished(ex)
         elif not ex.keep_alive:
             self._close_after_write()
 
-    def _finished(self, ex: _Exchange) -> None:
+    def _finished(self, ex: H1Exchange) -> None:
         if not self.queue or self.queue[0] is not ex:
             return
         self.queue.popleft()
@@ -585,10 +637,18 @@ class H1Server(asyncio.Protocol):
     def _close_after_write(self) -> None:
         self.uncork()
         self.closed = True
-        for ex in self.queue:
-            if ex.upstream is not None and not ex.response_done:
-                ex.upstream.transport.abort()
+        self._abandon()
         self.transport.close()
+
+    def _abandon(self) -> None:
+        """Give up the upstream side of every exchange still waiting for its response."""
+        for ex in self.queue:
+            if ex.response_done:
+                continue
+            if ex.upstream is not None:
+                ex.upstream.transport.abort()
+            elif ex.h2 is not None:
+                ex.h2.cancel("cancel")
 
     def start_tunnel(self, up: H1Upstream) -> None:
         """Switch to copying raw bytes to ``up`` after a 101 or a CONNECT's 2xx."""
@@ -598,14 +658,22 @@ class H1Server(asyncio.Protocol):
     # -- flow control and lifecycle ---------------------------------------------------------
 
     def pause_writing(self) -> None:
+        self.writing_paused = True
         ex = self.queue[0] if self.queue else None
-        if ex is not None and ex.upstream is not None:
-            ex.upstream.transport.pause_reading()
+        if ex is not None:
+            if ex.upstream is not None:
+                ex.upstream.transport.pause_reading()
+            elif ex.h2 is not None:
+                ex.h2.paused = True
 
     def resume_writing(self) -> None:
+        self.writing_paused = False
         ex = self.queue[0] if self.queue else None
-        if ex is not None and ex.upstream is not None:
-            ex.upstream.transport.resume_reading()
+        if ex is not None:
+            if ex.upstream is not None:
+                ex.upstream.transport.resume_reading()
+            elif ex.h2 is not None:
+                ex.h2.resume()
 
     def drain(self) -> None:
         self.draining = True
@@ -621,9 +689,7 @@ class H1Server(asyncio.Protocol):
         self.ctx.tracker.discard(self)
         if self.tunnel is not None:
             self.tunnel.transport.close()
-        for ex in self.queue:
-            if ex.upstream is not None and not ex.response_done:
-                ex.upstream.transport.abort()
+        self._abandon()
         self.queue.clear()
 
 
@@ -637,7 +703,7 @@ class H1Upstream(asyncio.Protocol):
         self.endpoint = endpoint
         self.stats = stats
         self.parser = httptools.HttpResponseParser(self)
-        self.ex: _Exchange | None = None
+        self.ex: H1Exchange | None = None
         self.down: H1Server | None = None
         self.headers: h1head.Headers = []
         self.reason = b""
@@ -645,6 +711,7 @@ class H1Upstream(asyncio.Protocol):
         self.down_chunked = False
         self.keep_alive = True
         self.idle_timer: asyncio.TimerHandle | None = None
+        self.idle_since = 0.0
         self.tunnel = False
         self.tunnel_eof = False  # the server ended its direction of the tunnel
         self.discarding = False  # reading a failed response that will be retried
@@ -653,12 +720,18 @@ class H1Upstream(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
 
-    def attach(self, ex: _Exchange, down: H1Server) -> None:
+    def attach(self, ex: H1Exchange, down: H1Server) -> None:
         """Send ``ex``'s request on this connection and stream its response to ``down``."""
         self.ex = ex
         self.down = down
         ex.upstream = self
-        data = ex.head + b"".join(ex.pending) if ex.pending else ex.head
+        pending = ex.pending
+        if ex.chunked and not ex.tunnel:
+            framed = [h1head.chunk(body) for body in pending]
+            if ex.request_done:
+                framed.append(h1head.LAST_CHUNK)
+            pending = framed
+        data = ex.head + b"".join(pending) if pending else ex.head
         ex.pending = []
         self.stats.written += len(data)
         self.transport.write(data)

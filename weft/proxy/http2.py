@@ -18,6 +18,9 @@ response head is counted with ``error="<h2 error code name>"`` (``cancel``,
 ``refused_stream``, ``internal_error``, ...) and the response head's status, or 0 if none
 had arrived.
 
+A request carrying ``l5d-orig-proto`` (an HTTP/1 request a meshed client proxy sent as HTTP/2)
+goes to its endpoint as HTTP/1 instead (``weft.proxy.downgrade``), and is answered as plain HTTP.
+
 Tap (``weft.proxy.tap``): a request is offered to the taps when its first attempt is sent (or
 when the proxy answers it itself), only while ``ctx.taps.active``; a tapped exchange reports the
 response head the client gets, its body bytes (counted by the upstream leg's keeper) and its end.
@@ -30,6 +33,7 @@ import time
 from collections.abc import Callable
 from functools import lru_cache, partial
 
+from weft.proxy import downgrade
 from weft.proxy.context import ConnContext
 from weft.proxy.discovery import Endpoint
 from weft.proxy.dispatch import Dispatch
@@ -38,8 +42,9 @@ from weft.proxy.h2 import frames as fr
 from weft.proxy.h2.connection import Chunk, Exchange, H2Conn, Leg, flush_all
 from weft.proxy.h2.heads import Head, block_fields
 from weft.proxy.h2.hpack_codec import Field, encode_field
-from weft.proxy.h2.pool import H2Pool
-from weft.proxy.tap.registry import Tapped
+from weft.proxy.h2.pool import ClientConn, H2Pool
+from weft.proxy.orig_proto import orig_version
+from weft.proxy.tap.registry import Fields, Tapped
 
 __all__ = ["H2Pool", "ServerConn", "serve_http2"]
 
@@ -142,6 +147,8 @@ class ServerConn(H2Conn):
         now = time.monotonic()
         block = head.block + self.client_id_field if self.client_id_field else head.block
         exchange = Exchange(now, head, block)
+        if head.orig_proto:
+            exchange.grpc = False  # an HTTP/1 request: plain HTTP errors, whatever its type
         down = Leg(self, sid, exchange, self.peer_window, end)
         self.streams[sid] = down
         logical = exchange.logical = ctx.router.logical(head.name, ctx.target)
@@ -212,7 +219,11 @@ class ServerConn(H2Conn):
         stats.request(now)
         if exchange.dispatch is not None:
             exchange.dispatch.attempt(now)
-        upstream = self.pool.acquire(endpoint, ctx)
+        upstream: ClientConn | downgrade.AppConn
+        if exchange.head.orig_proto and orig_version(exchange.head.orig_proto):
+            upstream = downgrade.acquire(ctx, endpoint)
+        else:
+            upstream = self.pool.acquire(endpoint, ctx)
         up = upstream.open_leg(exchange)
         down.peer = up
         up.peer = down
@@ -245,13 +256,21 @@ class ServerConn(H2Conn):
         """Offer ``exchange``'s request to the proxy's taps (called only while one is active)."""
         head = exchange.head
         dispatch = exchange.dispatch
-        return self.ctx.observe(
+        ctx = self.ctx
+        scheme = None  # from the fields' :scheme
+        if head.orig_proto:  # the app gets it as HTTP/1: tap reports that request
+            cid = ctx.client_id.encode() if ctx.client_id else None
+            fields: Callable[[], Fields] = partial(downgrade.tap_fields, head, cid)
+            scheme = next((v for n, v in head.fields if n == b":scheme"), b"http").decode()
+        else:
+            fields = partial(request_fields, exchange.block)
+        return ctx.observe(
             endpoint,
             head.method.decode("latin-1"),
-            None,
+            scheme,
             head.authority or "",
             head.path.decode("latin-1"),
-            partial(request_fields, exchange.block),
+            fields,
             dispatch.route if dispatch is not None else None,
             now,
         )

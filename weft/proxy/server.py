@@ -14,7 +14,8 @@ from weft.proxy.config import DirectionConfig, ProxyConfig
 from weft.proxy.context import INBOUND, Addr, ConnContext, ConnTracker, original_dst
 from weft.proxy.detect import MAX_DETECT_BYTES, Protocol, detect
 from weft.proxy.discovery import Router
-from weft.proxy.http1 import H1Pool, serve_http1
+from weft.proxy.downgrade import AppConn
+from weft.proxy.http1 import H1Pool, H1Upstream, serve_http1
 from weft.proxy.http2 import H2Pool, serve_http2
 from weft.proxy.metrics import LabelPairs, ProxyMetrics
 from weft.proxy.tap.registry import Taps
@@ -56,8 +57,9 @@ class Listener:
     tracker: ConnTracker
     identity: LocalIdentity | None = None
     taps: Taps = field(default_factory=Taps)
-    h1_pool: H1Pool = field(default_factory=H1Pool)
+    h1_pool: H1Pool[H1Upstream] = field(default_factory=H1Pool)
     h2_pool: H2Pool = field(default_factory=H2Pool)
+    downgrade_pool: H1Pool[AppConn] = field(default_factory=H1Pool)
     server: asyncio.Server | None = None
     sock: socket.socket | None = None
     dialer: Dialer = field(init=False)
@@ -148,6 +150,7 @@ class Listener:
             tracker=self.tracker,
             h1_pool=self.h1_pool,
             h2_pool=self.h2_pool,
+            downgrade_pool=self.downgrade_pool,
             peer=(peer[0], peer[1]),
             orig_dst=orig,
             target=target,

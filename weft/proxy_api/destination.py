@@ -45,12 +45,14 @@ def get_destination(scheme: str, path: str, context_token: str) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class WeightedAddr:
-    """One endpoint of an ``add``: its address (None when it has no IP), its ``metric_labels``
-    and its TLS identity (the ``dns_like_identity`` name; None without one)."""
+    """One endpoint of an ``add``: its address (None when it has no IP), its ``metric_labels``,
+    its TLS identity (the ``dns_like_identity`` name; None without one) and whether its
+    ``protocol_hint`` is ``h2`` (a meshed proxy that takes HTTP/1 carried over HTTP/2)."""
 
     addr: Addr | None
     labels: dict[str, str]
     tls_identity: str | None
+    h2: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +113,12 @@ def _tls_identity(found: list[Occurrence]) -> str | None:
     return (string(dns_like.get(1)) if dns_like is not None else "") or None
 
 
+def _h2_hint(found: list[Occurrence]) -> bool:
+    hint = message(found)
+    chosen = hint.oneof({1: LEN, 3: LEN}) if hint is not None else None
+    return chosen is not None and chosen[0] == 1
+
+
 def _weighted_addr(data: bytes) -> WeightedAddr:
     fields = Fields(data)
     addr = message(fields.get(1))
@@ -118,6 +126,7 @@ def _weighted_addr(data: bytes) -> WeightedAddr:
         _tcp_address(addr) if addr is not None else None,
         string_map(fields.get(4)),
         _tls_identity(fields.get(5)),
+        _h2_hint(fields.get(6)),
     )
 
 

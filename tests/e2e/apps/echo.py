@@ -4,13 +4,15 @@ Routes (any method):
 
 - ``/echo``: the request body back, with the request's ``content-type``.
 - ``/bytes/N``: ``N`` bytes of a repeating pattern.
-- ``/status/N``: status ``N``.
+- ``/chunked/N``, ``/close/N``: the same, over HTTP/1 sent chunked, or without a length and
+  ending with the connection.
+- ``/status/N``: status ``N`` (without a body for 204 and 304).
 - anything else: a JSON description of the request (method, path, version, headers, body size
   and SHA-256).
 
 Every response carries ``x-echo-conn`` (a per-connection serial number) and ``x-echo-proto``. Each
 request is logged to stdout as ``REQ <proto> <method> <path>``; ``LISTENING <port>`` is printed
-once the socket is bound.
+once the socket is bound (``--port 0``: the port the system chose).
 """
 
 from __future__ import annotations
@@ -49,10 +51,14 @@ def handle(
     if path == "/echo":
         ctype = next((v for k, v in headers if k.lower() == "content-type"), "")
         return 200, [("content-type", ctype or "application/octet-stream")], body
-    if path.startswith("/bytes/"):
-        return 200, [("content-type", "application/octet-stream")], pattern(int(path[7:]))
+    for prefix in ("/bytes/", "/chunked/", "/close/"):
+        if path.startswith(prefix):
+            size = int(path[len(prefix) :])
+            return 200, [("content-type", "application/octet-stream")], pattern(size)
     if path.startswith("/status/"):
         code = int(path[8:])
+        if code in (204, 304):
+            return code, [], b""
         return code, [("content-type", "text/plain")], f"status {code}\n".encode()
     info = {
         "method": method,
@@ -119,17 +125,24 @@ async def serve_h1(
             body = b""
         status, rsp_headers, rsp_body = handle(version, method, path, headers, body)
         close = version == "HTTP/1.0" or lower.get("connection", "").lower() == "close"
+        framing = path.split("/")[1] if path.startswith(("/chunked/", "/close/")) else "length"
+        close = close or framing == "close"
         out = [f"HTTP/1.1 {status} X"]
         out += [f"{k}: {v}" for k, v in rsp_headers]
-        out += [
-            f"content-length: {len(rsp_body)}",
-            f"x-echo-conn: {conn_id}",
-            f"x-echo-proto: {version}",
-        ]
+        if framing == "chunked":
+            out.append("transfer-encoding: chunked")
+        elif framing == "length" and status not in (204, 304):
+            out.append(f"content-length: {len(rsp_body)}")
+        out += [f"x-echo-conn: {conn_id}", f"x-echo-proto: {version}"]
         if close:
             out.append("connection: close")
         writer.write(("\r\n".join(out) + "\r\n\r\n").encode("latin-1"))
-        if method != "HEAD":
+        if method != "HEAD" and framing == "chunked":
+            for at in range(0, len(rsp_body), 1000):
+                piece = rsp_body[at : at + 1000]
+                writer.write(b"%x\r\n%b\r\n" % (len(piece), piece))
+            writer.write(b"0\r\n\r\n")
+        elif method != "HEAD":
             writer.write(rsp_body)
         await writer.drain()
         if close:
@@ -271,7 +284,7 @@ async def main() -> None:
     parser.add_argument("--port", type=int, default=8080)
     args = parser.parse_args()
     server = await asyncio.start_server(on_connection, args.host, args.port, limit=MAX_HEAD)
-    print(f"LISTENING {args.port}", flush=True)
+    print(f"LISTENING {server.sockets[0].getsockname()[1]}", flush=True)
     async with server:
         await server.serve_forever()
 

@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 
+from weft.proxy.config import DEFAULT_OPAQUE_PORTS
+
 Obj = dict[str, Any]
 Key = tuple[str, str]
 Labels = tuple[tuple[str, str], ...]
@@ -21,6 +23,7 @@ AddrKey = tuple[str, int]
 PROXY_CONTAINER = "linkerd-proxy"
 INIT_CONTAINER = "linkerd-init"
 IDENTITY_DISABLED_ENV = "LINKERD2_PROXY_IDENTITY_DISABLED"
+OPAQUE_PORTS_ENV = "LINKERD2_PROXY_INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION"
 HASH_LABEL = "pod-template-hash"
 DEFAULT_PORT = 80
 
@@ -399,9 +402,12 @@ def pod_address(ip: str, port: int, pod: Obj | None, settings: MeshSettings) -> 
     if port in skipped_inbound_ports(pod):
         # The proxy never sees this port (its own admin port, or one the pod skips): plaintext.
         return Address(ip, port, labels, None, False)
-    disabled = any(env.get("name") == IDENTITY_DISABLED_ENV for env in proxy.get("env") or [])
-    identity = None if disabled else identity_name(pod, settings)
-    return Address(ip, port, labels, identity, True)
+    env = {str(e.get("name")): str(e.get("value") or "") for e in proxy.get("env") or []}
+    identity = None if IDENTITY_DISABLED_ENV in env else identity_name(pod, settings)
+    # The pod's proxy copies opaque ports as bytes: HTTP/2 sent there would reach the app as such.
+    opaque = env.get(OPAQUE_PORTS_ENV)
+    h2 = port not in (DEFAULT_OPAQUE_PORTS if opaque is None else _port_list(opaque))
+    return Address(ip, port, labels, identity, h2)
 
 
 def skipped_inbound_ports(pod: Obj) -> frozenset[int]:

@@ -8,7 +8,8 @@ above its high-water mark (or not connected yet) the stream credit is held, and 
 peer has no window for waits on the leg, so buffering is bounded by the windows we advertise.
 
 Writes are batched: frames are appended to a connection's ``out`` list and every dirty connection
-is written once, with one ``transport.write``, at the end of the callback (:func:`flush_all`).
+is written once, with one ``transport.write``, at the end of the callback, or at the end of the
+turn of the event loop for a connection many streams share (:func:`flush_all`).
 """
 
 from __future__ import annotations
@@ -46,15 +47,55 @@ _HEADERS = fr.HEADERS
 _END_HEADERS = fr.END_HEADERS
 _MAX_WINDOW = fr.MAX_WINDOW
 
-# Connections written to during the current callback. Module-wide: every HTTP/2 connection of
-# the process runs on the one event loop thread.
-_dirty: list[H2Conn] = []
+
+class Flushable(Protocol):
+    """Something that queues output during a callback and writes it at its end."""
+
+    def flush(self) -> None:
+        """Write out what was queued."""
+
+    def shared(self) -> bool:
+        """Whether other callbacks of this turn of the event loop are likely to write to it
+        too (several streams in flight), so that its writes had better wait for them."""
+
+
+# Module-wide: every HTTP/2 connection of the process runs on the one event loop thread.
+_dirty: list[Flushable] = []  # written to during this callback
+_later: list[Flushable] = []  # flushed at the end of this turn of the loop
+_later_loop: asyncio.AbstractEventLoop | None = None
 
 
 def flush_all() -> None:
-    """Write out what every connection queued during this callback (one write per connection)."""
+    """Write out what every connection queued during this callback (one write each).
+
+    A connection with several streams in flight (an upstream connection shared by many clients,
+    which each write to it in a callback of their own) is written once at the end of the turn
+    of the event loop instead, after every I/O callback of it: one TLS record and one ``send``
+    for all of them.
+    """
+    global _later_loop
     while _dirty:
-        _dirty.pop().flush()
+        conn = _dirty.pop()
+        if conn.shared():
+            loop = asyncio.get_running_loop()
+            if not _later or _later_loop is not loop:
+                _later.clear()  # only ever left by a loop that stopped before flushing it
+                _later_loop = loop
+                loop.call_soon(_flush_later)
+            _later.append(conn)
+        else:
+            conn.flush()
+
+
+def _flush_later() -> None:
+    while _later:
+        _later.pop().flush()
+
+
+def defer_flush(conn: Flushable) -> None:
+    """Have ``conn`` flushed with the HTTP/2 connections at the end of this callback (the HTTP/1
+    sides bridged to HTTP/2 batch their writes this way too)."""
+    _dirty.append(conn)
 
 
 class Keeper(Protocol):
@@ -66,6 +107,44 @@ class Keeper(Protocol):
 
     def trailers(self, block: bytes) -> None:
         """A trailers block received on the leg (as forwarded)."""
+
+
+class LegOwner(Protocol):
+    """What the HTTP/2 layer calls on the owner of a leg it forwards to: an :class:`H2Conn`, or
+    the HTTP/1 side of a request carried over HTTP/2 (``weft.proxy.upgrade`` outbound,
+    ``weft.proxy.downgrade`` inbound)."""
+
+    def send_headers(self, leg: Leg, block: bytes, end: bool) -> None:
+        """Send a header block (statelessly encoded) on ``leg``."""
+
+    def send_data(self, leg: Leg, payload: Chunk, end: bool, src: Leg) -> None:
+        """Send ``payload``, received on ``src``, on ``leg``; credit ``src`` once it is sent."""
+
+    def reset_leg(self, leg: Leg, code: int) -> None:
+        """End ``leg`` abruptly with an HTTP/2 error code."""
+
+    def reset_after_end(self, leg: Leg) -> None:
+        """The other side sent all it had, then RST_STREAM(NO_ERROR)."""
+
+    def respond_error(self, leg: Leg, err: ProxyError) -> None:
+        """Answer ``leg``'s request with the proxy's own error response."""
+
+    def retry(self, down: Leg) -> None:
+        """Send ``down``'s request again (the side that accepted the request)."""
+
+    def credit(self, leg: Leg, n: int, via: CreditHolder | None) -> None:
+        """``n`` bytes received on ``leg`` were handed on to ``via``."""
+
+    def credit_stream(self, leg: Leg, n: int) -> None:
+        """Stream credit for ``leg`` that waited on a full transport."""
+
+
+class CreditHolder(Protocol):
+    """A side whose transport can be full: stream credit for bytes written to it waits in
+    ``held`` while ``paused`` (see :meth:`H2Conn.credit`)."""
+
+    paused: bool
+    held: list[Leg]
 
 
 class Exchange:
@@ -166,7 +245,7 @@ class Leg:
     )
 
     def __init__(
-        self, conn: H2Conn, sid: int, exchange: Exchange, window: int, recv_done: bool
+        self, conn: LegOwner, sid: int, exchange: Exchange, window: int, recv_done: bool
     ) -> None:
         self.conn = conn
         self.sid = sid
@@ -240,6 +319,10 @@ class H2Conn(fr.FrameReader, asyncio.Protocol):
         if not self.dirty:
             self.dirty = True
             _dirty.append(self)
+
+    def shared(self) -> bool:
+        """Several streams are in flight here."""
+        return len(self.streams) > 1
 
     def flush(self) -> None:
         """Hand everything queued to the transport in one write."""
@@ -325,7 +408,7 @@ class H2Conn(fr.FrameReader, asyncio.Protocol):
 
     # --- flow control -------------------------------------------------------------------------
 
-    def credit(self, leg: Leg, n: int, via: H2Conn | None) -> None:
+    def credit(self, leg: Leg, n: int, via: CreditHolder | None) -> None:
         """``n`` bytes received on ``leg`` went on to ``via``: give the sender its window back.
 
         The stream-level credit waits while ``via``'s transport is full (or not connected).

@@ -19,6 +19,7 @@ CONNECTION_HEADERS = frozenset(
     )
 )
 DST_OVERRIDE = b"l5d-dst-override"  # names the logical destination; used, never forwarded
+ORIG_PROTO = b"l5d-orig-proto"  # an HTTP/1.x message carried over HTTP/2 (weft.proxy.orig_proto)
 
 
 class Head:
@@ -29,23 +30,27 @@ class Head:
     without a ``:80`` suffix; ``name`` the logical destination (``l5d-dst-override``, else the
     authority); ``method`` and ``path`` the pseudo-headers; ``status`` is ``:status`` (0 when
     absent); ``grpc`` whether ``content-type`` names gRPC; ``grpc_status`` the ``grpc-status``
-    value when present.
+    value when present; ``orig_proto`` the ``l5d-orig-proto`` value (empty when absent) and
+    ``fields`` what was decoded, for a request forwarded as HTTP/1 (``weft.proxy.downgrade``).
     """
 
     __slots__ = (
         "authority",
         "block",
+        "fields",
         "grpc",
         "grpc_status",
         "label",
         "method",
         "name",
+        "orig_proto",
         "path",
         "status",
     )
 
     def __init__(self, fields: list[Field]) -> None:
-        authority = host = override = method = path = b""
+        self.fields = fields
+        authority = host = override = method = path = orig_proto = b""
         status = 0
         grpc = False
         grpc_status: int | None = None
@@ -70,6 +75,8 @@ class Head:
             elif name == DST_OVERRIDE:
                 override = value
                 continue
+            elif name == ORIG_PROTO:
+                orig_proto = value
             parts.append(encode_field(name, value))
         self.block = b"".join(parts)
         self.status = status
@@ -81,6 +88,7 @@ class Head:
         self.name = override.decode("latin-1").strip() if override else self.authority
         self.method = method
         self.path = path
+        self.orig_proto = orig_proto
 
 
 def block_fields(block: bytes) -> list[Field]:
