@@ -102,7 +102,7 @@ async def run_backend(fd: int) -> None:
 
 async def run_weft_hop(fd: int, target: int) -> None:
     from weft.proxy.config import ProxyConfig
-    from weft.proxy.context import ConnContext, ConnTracker
+    from weft.proxy.context import ConnContext, ConnTracker, InFlight
     from weft.proxy.http1 import H1Pool
     from weft.proxy.http2 import H2Pool, serve_http2
     from weft.proxy.metrics import ProxyMetrics
@@ -116,6 +116,7 @@ async def run_weft_hop(fd: int, target: int) -> None:
     h1_pool, h2_pool = H1Pool(), H2Pool()
     router = OriginalDestination()
     taps = Taps()
+    in_flight = InFlight(config.inbound.max_in_flight)
     tls = (("tls", "disabled"),)
 
     class Accept(asyncio.Protocol):
@@ -145,6 +146,7 @@ async def run_weft_hop(fd: int, target: int) -> None:
                     stats=metrics.tcp.stats((("direction", "inbound"), ("peer", "src"))).open(),
                     dialer=Dialer(None, outbound=False),
                     taps=taps,
+                    in_flight=in_flight,
                 )
                 ctx.stats.read += len(self.buf)
                 serve_http2(self.transport, ctx, self.buf)

@@ -36,6 +36,7 @@ from weft.proxy.errors import (
     ProxyError,
     connect_error,
     errno_label,
+    max_in_flight,
     no_endpoints,
     route_timeout,
     upstream_reset,
@@ -57,6 +58,7 @@ class _Exchange:
     """One request and its response."""
 
     __slots__ = (
+        "admitted",
         "attempt_started",
         "authority",
         "chunked",
@@ -114,6 +116,7 @@ class _Exchange:
         self.waiter: asyncio.Task[None] | None = None
         self.deadline = 0.0  # when waiting for endpoints gives up
         self.tap: Tapped | None = None  # set only when a tap matched this request
+        self.admitted = False  # counted in the listener's requests in flight
 
 
 class H1Pool:
@@ -319,6 +322,13 @@ class H1Server(asyncio.Protocol):
     def _dispatch(self, ex: _Exchange) -> None:
         """Route ``ex`` (the head of the queue) to its logical destination and send it."""
         ctx = self.ctx
+        if not ex.admitted:
+            in_flight = ctx.in_flight
+            if in_flight.count >= in_flight.limit:
+                self._shed(ex, in_flight.limit)
+                return
+            in_flight.count += 1
+            ex.admitted = True
         logical = ctx.router.logical(ex.name or None, ctx.target)
         first = logical.waiting()
         if first is not None:  # discovery has not answered for this destination yet
@@ -338,6 +348,20 @@ class H1Server(asyncio.Protocol):
                 ex.timer = asyncio.get_running_loop().call_later(timeout, self._timed_out, ex)
         ex.deadline = now + ctx.dcfg.dispatch_timeout
         self._attempt(ex)
+
+    def _shed(self, ex: _Exchange, limit: int) -> None:
+        """Answer ``ex`` with 503: the listener has ``limit`` requests in flight already."""
+        now = ex.started = time.monotonic()
+        authority = ex.authority[:-3] if ex.authority.endswith(":80") else ex.authority
+        ex.stats = self.ctx.metrics.http.endpoint(authority, self.ctx.base_labels)
+        ex.stats.request(now)
+        self.respond_error(ex, max_in_flight(limit))
+
+    def _release(self, ex: _Exchange) -> None:
+        """``ex`` is over: it no longer counts as in flight."""
+        if ex.admitted:
+            ex.admitted = False
+            self.ctx.in_flight.count -= 1
 
     def _attempt(self, ex: _Exchange) -> None:
         """Pick an endpoint for ``ex`` and send it there (again, for a retry)."""
@@ -556,6 +580,7 @@ class H1Server(asyncio.Protocol):
         if not self.queue or self.queue[0] is not ex:
             return
         self.queue.popleft()
+        self._release(ex)
         if not ex.keep_alive or (self.draining and not self.queue):
             self._close_after_write()
             return
@@ -573,6 +598,7 @@ class H1Server(asyncio.Protocol):
         self.transport.pause_reading()
         if self.parsing is not None and self.parsing in self.queue:
             self.queue.remove(self.parsing)
+            self._release(self.parsing)
             self.parsing = None
         if not self.queue:
             self._answer_broken()
@@ -622,6 +648,7 @@ class H1Server(asyncio.Protocol):
         if self.tunnel is not None:
             self.tunnel.transport.close()
         for ex in self.queue:
+            self._release(ex)
             if ex.upstream is not None and not ex.response_done:
                 ex.upstream.transport.abort()
         self.queue.clear()
