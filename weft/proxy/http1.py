@@ -580,7 +580,9 @@ class H1Server(asyncio.Protocol):
         if not self.queue or self.queue[0] is not ex:
             return
         self.queue.popleft()
-        self._release(ex)
+        if ex.admitted:  # what _release does, inline: this is every request's path
+            ex.admitted = False
+            self.ctx.in_flight.count -= 1
         if not ex.keep_alive or (self.draining and not self.queue):
             self._close_after_write()
             return

@@ -156,9 +156,15 @@ class ServerConn(H2Conn):
         leg = self.streams.get(sid)
         if leg is not None:
             self.forward_trailers(leg, head, end)
-        elif not self.opens(sid):
+            return
+        last = self.last_sid  # what opens() does, inline: this is every request's path
+        if sid <= last or not sid & 1:
             self.stray_headers(sid)
-        elif self.draining or self.closing:
+            return
+        if sid > last + 2:
+            self.skipped_ids(last, sid)
+        self.last_sid = sid
+        if self.draining or self.closing:
             self.refuse(sid, fr.REFUSED_STREAM)
         elif head.request_error or (end and head.content_length > 0):
             self.refuse_malformed(sid, head)
@@ -173,12 +179,16 @@ class ServerConn(H2Conn):
         if sid <= last or not sid & 1:
             return False
         if sid > last + 2:
-            skipped = self.skipped
-            skipped.append((last, sid))
-            if len(skipped) > 16:
-                del skipped[0]
+            self.skipped_ids(last, sid)
         self.last_sid = sid
         return True
+
+    def skipped_ids(self, last: int, sid: int) -> None:
+        """The client opened ``sid`` right after ``last``: the ids between are closed unused."""
+        skipped = self.skipped
+        skipped.append((last, sid))
+        if len(skipped) > 16:
+            del skipped[0]
 
     def unopened_state(self, sid: int) -> int:
         if sid > self.last_sid or not sid & 1:

@@ -658,17 +658,28 @@ class H2Conn(fr.FrameReader, asyncio.Protocol):
 
     def forward_trailers(self, leg: Leg, head: Head, end: bool) -> None:
         """Pass on trailers received on ``leg`` unless they make its message malformed: they
-        must end the stream, hold no pseudo-header field, and complete any content-length."""
+        must end the stream, hold no pseudo-header field, and complete any content-length.
+        (What forward_headers does, for trailers: every gRPC response has some.)"""
         if leg.recv_done:
             self.on_stream_error(leg.sid, fr.STREAM_CLOSED)
-        elif not end:
-            self.malformed(leg, "HEADERS without END_STREAM after the message head")
-        elif head.trailers_error:
-            self.malformed(leg, head.trailers_error)
-        elif leg.remaining > 0:
-            self.malformed(leg, "content-length exceeds the body")
-        else:
-            self.forward_headers(leg, head, end)
+            return
+        if not end or head.trailers_error or leg.remaining > 0:
+            reason = head.trailers_error or "content-length exceeds the body"
+            if not end:
+                reason = "HEADERS without END_STREAM after the message head"
+            self.malformed(leg, reason)
+            return
+        leg.recv_done = True
+        block = head.block
+        if leg.keep is not None:
+            leg.keep.trailers(block)
+        peer = leg.peer
+        if peer is not None:
+            peer.conn.send_headers(peer, block, True)
+        elif leg.early is not None:
+            leg.early.append((block, True, True))
+        if leg.send_done:
+            self.close_leg(leg)
 
     def stray_headers(self, sid: int) -> None:
         """A header block (decoded already) on stream ``sid``, which is not open and which this

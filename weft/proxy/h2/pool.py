@@ -179,11 +179,12 @@ class ClientConn(H2Conn):
             self.malformed(leg, head.response_error)
             return
         status = head.status
-        if status >= 200 and exchange.head.method != b"HEAD" and status != 204 and status != 304:
-            if end and head.content_length > 0:
+        length = head.content_length
+        if length >= 0 and _has_body(status, exchange.head.method):
+            if end and length:
                 self.malformed(leg, "content-length with an empty body")
                 return
-            leg.remaining = head.content_length
+            leg.remaining = length
         exchange.status = status
         if status >= 200:
             d = exchange.dispatch
@@ -249,6 +250,12 @@ class ClientConn(H2Conn):
                 self.reset_exchange(leg, -1, fr.REFUSED_STREAM)
         if not self.streams:
             self.close()
+
+
+def _has_body(status: int, method: bytes) -> bool:
+    """Whether a response's body must match its content-length: all but 1xx, 204, 304 and
+    answers to HEAD (RFC 9110 §6.4.1)."""
+    return status >= 200 and status not in (204, 304) and method != b"HEAD"
 
 
 class H2Pool:
