@@ -83,26 +83,32 @@ def raw(ftype: int, flags: int, sid: int, payload: bytes = b"") -> bytes:
 
 
 def data(sid: int, payload: bytes = b"", end: bool = False) -> bytes:
+    """DATA."""
     return bytes(DataFrame(sid, payload, flags=["END_STREAM"] if end else []).serialize())
 
 
 def rst(sid: int, code: int) -> bytes:
+    """RST_STREAM."""
     return bytes(RstStreamFrame(sid, error_code=code).serialize())
 
 
 def window(sid: int, increment: int) -> bytes:
+    """WINDOW_UPDATE (any increment, 0 and overflowing ones included)."""
     return raw(WINDOW_UPDATE, 0, sid, struct.pack(">L", increment))
 
 
 def priority(sid: int, depends_on: int) -> bytes:
+    """PRIORITY."""
     return bytes(PriorityFrame(sid, depends_on=depends_on, stream_weight=15).serialize())
 
 
 def settings(values: dict[int, int]) -> bytes:
+    """SETTINGS (not an ACK)."""
     return bytes(SettingsFrame(0, settings=values).serialize())
 
 
 def goaway(last: int, code: int) -> bytes:
+    """GOAWAY."""
     return bytes(GoAwayFrame(0, last_stream_id=last, error_code=code).serialize())
 
 
@@ -115,7 +121,7 @@ class RawPeer(asyncio.Protocol):
 
     def __init__(self, first: bytes, server: bool, on_frame: Callable[[RawPeer, Seen], None]):
         self.first = first  # written on connect: a preface and SETTINGS, or a server's greeting
-        self.server = server  # expects the client preface before frames
+        self.awaiting_preface = server  # a server reads the client preface before frames
         self.on_frame = on_frame
         self.encoder = hpack.Encoder()
         self.decoder = hpack.Decoder()
@@ -136,10 +142,12 @@ class RawPeer(asyncio.Protocol):
         self.closed = True
 
     def send(self, *chunks: bytes) -> None:
+        """Write ``chunks`` at once (unless the connection is closing)."""
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(b"".join(chunks))
 
     def close(self) -> None:
+        """Close the connection."""
         if self.transport is not None:
             self.transport.close()
 
@@ -157,12 +165,12 @@ class RawPeer(asyncio.Protocol):
     def data_received(self, chunk: bytes) -> None:
         buf = self.buf
         buf += chunk
-        if self.server:
+        if self.awaiting_preface:
             if len(buf) < len(PREFACE):
                 return
             assert buf[: len(PREFACE)] == PREFACE
             del buf[: len(PREFACE)]
-            self.server = False
+            self.awaiting_preface = False
         while len(buf) >= 9:
             frame, length = Frame.parse_frame_header(memoryview(bytes(buf[:9])))
             if len(buf) < 9 + length:
@@ -267,11 +275,13 @@ class RawServer:
     paths: dict[tuple[int, int], bytes] = field(default_factory=dict)
 
     def protocol(self) -> RawPeer:
+        """A connection's protocol (the listener's factory)."""
         peer = RawPeer(self.greeting, server=True, on_frame=self.on_frame)
         self.peers.append(peer)
         return peer
 
     def on_frame(self, peer: RawPeer, seen: Seen) -> None:
+        """Log ``seen``; answer a request once it is complete."""
         self.log.append((peer, seen))
         if seen[0] not in ("HEADERS", "DATA"):
             return
@@ -355,6 +365,7 @@ async def make_hop() -> AsyncIterator[Callable[..., Awaitable[Hop]]]:
 
 @pytest.fixture
 async def hop(make_hop: Callable[..., Awaitable[Hop]]) -> Hop:
+    """A hop in front of a RawServer with its defaults."""
     return await make_hop()
 
 
@@ -807,11 +818,12 @@ async def test_well_formed_frames_of_every_type(hop: Hop) -> None:
     padded_headers = raw(HEADERS, PADDED, 1, b"\x03" + block[:4] + bytes(3))
     client.send(padded_headers, raw(CONTINUATION, 0, 1, block[4:6]))
     client.send(raw(CONTINUATION, END_HEADERS, 1, block[6:]), data(1, b"body", end=True))
-    client.send(bytes(PingFrame(0, b"pingpong", flags=["ACK"]).serialize()))  # no answer
+    client.send(bytes(PingFrame(0, b"pingpong", flags=["ACK"]).serialize()))
     await client.expect(ok(1))
     client.send(bytes(PingFrame(0, b"abcdefgh").serialize()))
     await client.sync()
-    assert ("PING",) not in client.received  # the proxy pings nobody; it answered ours:
+    assert b"abcdefgh" in client.acked  # a PING is answered with its payload ...
+    assert b"pingpong" not in client.acked  # ... and a PING ACK is not answered
     assert await hop.forwarded() == [("HEADERS", b"/", False), ("DATA", b"/", b"body", True)]
 
 

@@ -149,8 +149,9 @@ class Exchange:
         if self.done:
             return
         self.done = True
-        if self.in_flight is not None:
-            self.in_flight.count -= 1
+        in_flight = self.in_flight
+        if in_flight is not None:
+            in_flight.count -= 1
             self.in_flight = None
         now = time.monotonic()
         self.attempt_done(now, error)

@@ -217,23 +217,31 @@ class FrameReader:
                 raise H2Error(PROTOCOL_ERROR, "PADDED HEADERS without pad length")
             end -= payload[0]
             start = 1
-        error = 0
         if flags & PRIORITY_FLAG:
             start += 5
             if end >= start and _U32.unpack_from(payload, start - 5)[0] & MAX_STREAM_ID == sid:
-                error = PROTOCOL_ERROR  # RFC 9113 §5.3.1: a stream cannot depend on itself
+                self._depends_on_itself(sid, flags, payload[start:end])
+                return
         if end < start:
             raise H2Error(PROTOCOL_ERROR, "HEADERS padding or priority exceeds payload")
         block = payload[start:end]
         if flags & END_HEADERS:
-            if error:
-                self.on_headers_error(sid, bytes(block), error)
-            else:
-                self.on_headers(sid, bytes(block), bool(flags & END_STREAM))
+            self.on_headers(sid, bytes(block), bool(flags & END_STREAM))
             return
         self._cont_sid = sid
         self._cont_end = bool(flags & END_STREAM)
-        self._cont_error = error
+        self._cont_error = 0
+        self._cont_block = bytearray(block)
+
+    def _depends_on_itself(self, sid: int, flags: int, block: memoryview) -> None:
+        """HEADERS whose stream depends on itself: a stream error PROTOCOL_ERROR (RFC 9113
+        §5.3.1), once its header block is complete."""
+        if flags & END_HEADERS:
+            self.on_headers_error(sid, bytes(block), PROTOCOL_ERROR)
+            return
+        self._cont_sid = sid
+        self._cont_end = bool(flags & END_STREAM)
+        self._cont_error = PROTOCOL_ERROR
         self._cont_block = bytearray(block)
 
     def _control(self, ftype: int, flags: int, sid: int, payload: memoryview) -> None:
