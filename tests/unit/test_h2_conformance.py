@@ -620,21 +620,6 @@ async def test_data_beyond_the_connection_window_is_a_flow_control_error(
     assert await client.error() == [("GOAWAY", 5, FLOW_CONTROL_ERROR)]
 
 
-async def test_data_beyond_a_stream_window_is_a_flow_control_error_for_that_stream(
-    make_hop: Callable[..., Awaitable[Hop]],
-) -> None:
-    hop = await make_hop(server=RawServer(greeting=settings({INITIAL_WINDOW_SIZE: 0})))
-    client = await hop.client()
-    client.send(client.headers(1, request()))
-    await client.expect(ok(1))
-    client.send(client.headers(3, request("/hold", "POST"), end=False), chunks(3, 65536))
-    await client.expect([("RST_STREAM", 3, FLOW_CONTROL_ERROR)])
-    assert (await hop.forwarded())[-2:] == [
-        ("HEADERS", b"/hold", False),
-        ("RST_STREAM", b"/hold", CANCEL),
-    ]
-
-
 @pytest.mark.parametrize(
     ("frames", "answer"),
     [
@@ -1177,15 +1162,16 @@ async def test_a_head_response_may_announce_a_length_without_a_body(
     await client.expect([("HEADERS", 1, head, True)])
 
 
-async def test_server_data_beyond_the_stream_window_is_a_flow_control_error(
+async def test_server_data_beyond_the_connection_window_is_a_flow_control_error(
     make_hop: Callable[..., Awaitable[Hop]],
 ) -> None:
     respond = answering(lambda sid: ok_frames(sid)[:-11], lambda sid: chunks(sid, 65536))
-    hop = await make_hop(server=RawServer(respond=respond))
+    env = {"LINKERD2_PROXY_HTTP2_INITIAL_CONNECTION_WINDOW_SIZE": "65535"}
+    hop = await make_hop(env, RawServer(respond=respond))
     client = await hop.client({INITIAL_WINDOW_SIZE: 0})  # takes nothing: the proxy credits none
     client.send(client.headers(1, request()))
-    await wait_until(lambda: server_errors(hop), "the reset upstream")
-    assert server_errors(hop) == [("RST_STREAM", 1, FLOW_CONTROL_ERROR)]
+    await wait_until(lambda: server_errors(hop), "the GOAWAY upstream")
+    assert server_errors(hop) == [("GOAWAY", 0, FLOW_CONTROL_ERROR)]
     await client.expect(
         [
             ("HEADERS", 1, [(b":status", b"200")], False),

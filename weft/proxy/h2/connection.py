@@ -17,8 +17,9 @@ apart where §5.1 does: after our RST_STREAM, the peer's frames already in fligh
 (HEADERS still decoded, DATA still credited); after the peer's RST_STREAM, DATA or HEADERS get
 RST_STREAM(STREAM_CLOSED); after both END_STREAMs (or once the reset has left the record), they are
 a connection error STREAM_CLOSED. Frames other than HEADERS and PRIORITY on an idle stream are a
-connection error PROTOCOL_ERROR. DATA beyond the windows we advertised is a FLOW_CONTROL_ERROR, and
-DATA that disagrees with ``content-length`` makes the message malformed (§8.1.1).
+connection error PROTOCOL_ERROR. DATA beyond the connection window we advertised is a connection
+error FLOW_CONTROL_ERROR (so a peer cannot make us buffer more than it), and DATA that disagrees
+with ``content-length`` makes the message malformed (§8.1.1).
 """
 
 from __future__ import annotations
@@ -183,7 +184,6 @@ class Leg:
         "precredited",
         "queue",
         "recv_done",
-        "recv_space",
         "remaining",
         "reset_when_sent",
         "send_done",
@@ -200,7 +200,6 @@ class Leg:
         self.exchange = exchange
         self.window = window  # what the peer lets us send on this stream
         self.recv_done = recv_done  # END_STREAM (or reset) received
-        self.recv_space = conn.stream_space  # what the peer may still send us on this stream
         self.remaining = -1  # body bytes content-length still announces (-1: no content-length)
         self.send_done = False  # END_STREAM written
         self.closed = False  # no longer in conn.streams
@@ -247,9 +246,9 @@ class H2Conn(fr.FrameReader, asyncio.Protocol):
         self.stream_threshold = max(1, self.stream_recv_window // 2)
         self.conn_threshold = self.conn_recv_window // 2
         # What the peer may send before more WINDOW_UPDATEs: the connection window, raised at
-        # once by local_settings(); a stream's, at least the default until our SETTINGS arrive.
+        # once by local_settings(). (Stream windows are not checked apart: the connection's
+        # bounds what a peer can make us hold, and RFC 9113 §6.9.1 leaves the check optional.)
         self.recv_space = self.conn_recv_window
-        self.stream_space = max(self.stream_recv_window, fr.DEFAULT_WINDOW)
         self.resets: dict[int, bool] = {}  # recent resets: stream id -> whether we sent it
         self.unacked = 0
         self.decoder = HpackDecoder(max_list_size=config.max_head_bytes)
@@ -412,7 +411,6 @@ class H2Conn(fr.FrameReader, asyncio.Protocol):
         unacked = leg.unacked + n
         if unacked >= self.stream_threshold:
             self.write(fr.window_update(leg.sid, unacked))
-            leg.recv_space += unacked
             unacked = 0
         leg.unacked = unacked
 
@@ -706,12 +704,6 @@ class H2Conn(fr.FrameReader, asyncio.Protocol):
             self.stray_data(sid, leg)
             return
         n = len(payload)
-        space = leg.recv_space - flow_len
-        if space < 0:
-            self.credit_connection(flow_len)
-            self.on_stream_error(sid, fr.FLOW_CONTROL_ERROR)
-            return
-        leg.recv_space = space
         remaining = leg.remaining
         if remaining >= 0:
             remaining -= n
