@@ -991,6 +991,7 @@ async def test_mixed_traffic_with_resets_is_counted_once_and_leaves_no_streams(
     )
     assert h2_hop.requests() == 300
     assert sum(h2_hop.responses().values()) == 300
+    assert h2_hop.in_flight.count == 0  # every exchange left the listener's count
 
 
 async def test_connection_specific_headers_make_the_request_malformed(

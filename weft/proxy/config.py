@@ -13,8 +13,8 @@ DEFAULT_OPAQUE_PORTS = frozenset({25, 587, 3306, 4444, 5432, 6379, 9300, 11211})
 # Requests in flight per listener before the proxy sheds load (Linkerd 2.6's default; current
 # Linkerd proxies default to 100000).
 DEFAULT_MAX_IN_FLIGHT = 10000
-# SETTINGS_MAX_CONCURRENT_STREAMS advertised on accepted HTTP/2 connections: hyper's server
-# default, which the current Linkerd proxy keeps unless SERVER_HTTP2_MAX_CONCURRENT_STREAMS is set.
+# SETTINGS_MAX_CONCURRENT_STREAMS advertised on accepted HTTP/2 connections: hyper 1.x's server
+# default (the current Linkerd proxy reads SERVER_HTTP2_MAX_CONCURRENT_STREAMS as optional).
 DEFAULT_H2_MAX_CONCURRENT_STREAMS = 200
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
