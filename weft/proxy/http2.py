@@ -142,6 +142,7 @@ class ServerConn(H2Conn):
             self.reset_exchange(leg, -1, fr.CANCEL)
 
     def stream_closed(self) -> None:
+        self.in_flight.count -= 1  # an accepted stream is a request in flight while it is open
         if self.draining and not self.streams:
             self.close()
 
@@ -221,13 +222,12 @@ class ServerConn(H2Conn):
         down.remaining = head.content_length
         self.streams[sid] = down
         in_flight = self.in_flight
-        if in_flight.count >= in_flight.limit:
+        in_flight.count += 1  # until the stream leaves ``streams`` (stream_closed)
+        if in_flight.count > in_flight.limit:
             exchange.stats = ctx.metrics.http.endpoint(head.label, ctx.base_labels)
             exchange.stats.request(now)
             self.respond_error(down, max_in_flight(in_flight.limit))
             return
-        in_flight.count += 1
-        exchange.in_flight = in_flight
         logical = exchange.logical = ctx.router.logical(head.name, ctx.target)
         first = logical.waiting()
         if first is not None:  # discovery has not answered for this destination yet

@@ -34,7 +34,6 @@ from typing import Protocol, cast
 from weft.proxy.balance import Load
 from weft.proxy.classify import classify
 from weft.proxy.config import ProxyConfig
-from weft.proxy.context import InFlight
 from weft.proxy.dispatch import Dispatch
 from weft.proxy.errors import ProxyError, errno_label
 from weft.proxy.h2 import frames as fr
@@ -101,7 +100,6 @@ class Exchange:
         "grpc",
         "grpc_status",
         "head",
-        "in_flight",
         "load",
         "logical",
         "start",
@@ -126,7 +124,6 @@ class Exchange:
         self.dispatch: Dispatch | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.tap: Tapped | None = None
-        self.in_flight: InFlight | None = None  # the listener's count, while this one is in it
 
     def attempt_done(self, now: float, error: str | None = None) -> None:
         """Count the end of the attempt in flight (endpoint and ``route_actual`` series)."""
@@ -150,10 +147,6 @@ class Exchange:
         if self.done:
             return
         self.done = True
-        in_flight = self.in_flight
-        if in_flight is not None:
-            in_flight.count -= 1
-            self.in_flight = None
         now = time.monotonic()
         self.attempt_done(now, error)
         if self.timer is not None:
@@ -704,9 +697,8 @@ class H2Conn(fr.FrameReader, asyncio.Protocol):
             self.stray_data(sid, leg)
             return
         n = len(payload)
-        remaining = leg.remaining
-        if remaining >= 0:
-            remaining -= n
+        if leg.remaining >= 0:
+            remaining = leg.remaining - n
             if remaining < 0 or (end and remaining):
                 self.credit_connection(flow_len)
                 self.malformed(leg, "DATA disagrees with content-length")
