@@ -132,6 +132,7 @@ class RawPeer(asyncio.Protocol):
         self.acked: set[bytes] = set()
         self.transport: asyncio.Transport | None = None
         self.closed = False
+        self.lost: Exception | None = None  # why the connection ended, if not by an EOF
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -140,6 +141,7 @@ class RawPeer(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.lost = exc
 
     def send(self, *chunks: bytes) -> None:
         """Write ``chunks`` at once (unless the connection is closing)."""
@@ -246,6 +248,14 @@ class RawPeer(asyncio.Protocol):
     async def expect(self, frames: list[Seen]) -> None:
         """The proxy sent exactly ``frames`` since the last ``answers``."""
         assert await self.answers(len(frames)) == frames
+
+    async def hang_up(self) -> Exception | None:
+        """End our side (EOF) unless the connection has ended; once it has, why (None: an EOF
+        from the other end, not a reset)."""
+        if not self.closed and self.transport is not None:
+            self.transport.write_eof()
+        await wait_until(lambda: self.closed, "the connection to close")
+        return self.lost
 
     async def error(self) -> list[Seen]:
         """After the other end closed the connection: what it sent since the last call."""
@@ -707,6 +717,21 @@ async def test_priority_is_parsed_and_otherwise_ignored(hop: Hop) -> None:
 
 
 # --- §5.4 error handling, §5.5 extensions ---------------------------------------------------------
+
+
+async def test_a_connection_error_s_goaway_survives_a_client_that_keeps_sending(hop: Hop) -> None:
+    client = await hop.client()
+    bad = raw(DATA, 0, 0, b"x")  # DATA on stream 0, then a megabyte the proxy will not read
+    client.send(client.headers(1, request("/", "POST"), end=False), bad, chunks(1, 1 << 20))
+    await wait_until(lambda: ("GOAWAY", 1, PROTOCOL_ERROR) in client.received, "the GOAWAY")
+    assert await client.hang_up() is None  # an EOF: a TCP reset can destroy the GOAWAY in flight
+
+
+async def test_after_the_client_s_goaway_the_connection_ends_cleanly(hop: Hop) -> None:
+    client = await hop.client()
+    client.send(goaway(0, 0xFF), bytes(PingFrame(0, b"h2spec\x00\x00").serialize()))
+    await wait_until(lambda: client.closed or b"h2spec\x00\x00" in client.acked, "an answer")
+    assert await client.hang_up() is None
 
 
 async def test_a_connection_error_names_the_last_stream_and_spares_other_connections(

@@ -52,6 +52,7 @@ Pending = tuple[Chunk, bool, "Leg | None"]
 HEAD_CACHE_SIZE = 512  # blocks per connection
 HEAD_CACHE_MAX_BLOCK = 1024  # bytes; bigger blocks are rarely repeated
 RECENT_RESETS = 1024  # reset streams remembered per connection (see the module docstring)
+LINGER = 1.0  # seconds a closed connection keeps reading, for the peer's EOF (see H2Conn.close)
 
 # What a stream without a leg is (RFC 9113 §5.1).
 IDLE = 0
@@ -328,14 +329,26 @@ class H2Conn(fr.FrameReader, asyncio.Protocol):
     # --- lifecycle ----------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Flush what is queued and close; streams still open are released at once."""
+        """Flush what is queued and close; streams still open are released at once.
+
+        The connection ends with our EOF, then lingers, reading and dropping what the peer
+        still sends, until the peer's EOF or LINGER seconds: closing a socket with unread input
+        sends a TCP reset, which can destroy our last frames (a GOAWAY) before the peer reads
+        them.
+        """
         if self.closing:
             return
         self.flush()
         self.closing = True
         self.release_streams(None)
-        if self.transport is not None:
-            self.transport.close()
+        transport = self.transport
+        if transport is None:
+            return
+        if transport.can_write_eof() and not transport.is_closing():
+            transport.write_eof()
+            asyncio.get_running_loop().call_later(LINGER, transport.close)
+        else:
+            transport.close()
 
     def fail(self, err: fr.H2Error) -> None:
         """The peer broke the protocol: GOAWAY with the error code, then close."""
