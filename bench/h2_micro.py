@@ -102,7 +102,7 @@ async def run_backend(fd: int) -> None:
 
 async def run_weft_hop(fd: int, target: int) -> None:
     from weft.proxy.config import ProxyConfig
-    from weft.proxy.context import ConnContext, ConnTracker
+    from weft.proxy.context import ConnContext, ConnTracker, InFlight
     from weft.proxy.downgrade import AppConn
     from weft.proxy.http1 import H1Pool, H1Upstream
     from weft.proxy.http2 import H2Pool, serve_http2
@@ -119,6 +119,7 @@ async def run_weft_hop(fd: int, target: int) -> None:
     h2_pool = H2Pool()
     router = OriginalDestination()
     taps = Taps()
+    in_flight = InFlight(config.inbound.max_in_flight)
     tls = (("tls", "disabled"),)
 
     class Accept(asyncio.Protocol):
@@ -149,6 +150,7 @@ async def run_weft_hop(fd: int, target: int) -> None:
                     stats=metrics.tcp.stats((("direction", "inbound"), ("peer", "src"))).open(),
                     dialer=Dialer(None, outbound=False),
                     taps=taps,
+                    in_flight=in_flight,
                 )
                 ctx.stats.read += len(self.buf)
                 serve_http2(self.transport, ctx, self.buf)

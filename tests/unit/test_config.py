@@ -19,6 +19,23 @@ def test_defaults_match_linkerd() -> None:
     assert cfg.identity_disabled and cfg.destination_addr is None
     assert cfg.outbound.discovery_idle_timeout == cfg.inbound.discovery_idle_timeout == 60.0
     assert (cfg.inbound.router_capacity, cfg.outbound.router_capacity) == (100, 10000)
+    assert cfg.inbound.max_in_flight == cfg.outbound.max_in_flight == 10000  # Linkerd 2.6's
+    assert cfg.inbound.h2_max_concurrent_streams == cfg.outbound.h2_max_concurrent_streams == 200
+
+
+def test_load_limits_are_per_direction() -> None:
+    cfg = ProxyConfig.from_env(
+        {
+            "LINKERD2_PROXY_IDENTITY_DISABLED": "1",
+            "LINKERD2_PROXY_INBOUND_MAX_IN_FLIGHT": "100",
+            "LINKERD2_PROXY_OUTBOUND_SERVER_HTTP2_MAX_CONCURRENT_STREAMS": "50",
+        }
+    )
+    assert (cfg.inbound.max_in_flight, cfg.outbound.max_in_flight) == (100, 10000)
+    assert (cfg.inbound.h2_max_concurrent_streams, cfg.outbound.h2_max_concurrent_streams) == (
+        200,
+        50,
+    )
 
 
 def test_discovery_idle_timeout_and_router_capacity_take_linkerds_names() -> None:
@@ -66,6 +83,8 @@ def test_variables_override_defaults() -> None:
         ("LINKERD2_PROXY_MAX_HEADER_BYTES", "-1"),
         ("LINKERD2_PROXY_OUTBOUND_ROUTER_MAX_IDLE_AGE", "a while"),
         ("LINKERD2_PROXY_OUTBOUND_ROUTER_CAPACITY", "lots"),
+        ("LINKERD2_PROXY_INBOUND_MAX_IN_FLIGHT", "0"),
+        ("LINKERD2_PROXY_OUTBOUND_SERVER_HTTP2_MAX_CONCURRENT_STREAMS", "many"),
     ],
 )
 def test_bad_values_name_the_variable(name: str, value: str) -> None:

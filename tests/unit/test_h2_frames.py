@@ -25,6 +25,9 @@ class Recorder(fr.FrameReader):
     def on_headers(self, sid: int, block: bytes, end: bool) -> None:
         self.calls.append(("headers", sid, block, end))
 
+    def on_headers_error(self, sid: int, block: bytes, code: int) -> None:
+        self.calls.append(("headers_error", sid, block, code))
+
     def on_rst(self, sid: int, code: int) -> None:
         self.calls.append(("rst", sid, code))
 
@@ -153,6 +156,35 @@ def test_stream_level_errors_are_reported_for_that_stream_only() -> None:
         ("stream_error", 5, fr.PROTOCOL_ERROR),
         ("stream_error", 7, fr.FRAME_SIZE_ERROR),
     ]
+
+
+def test_a_stream_that_depends_on_itself_is_a_stream_error() -> None:
+    reader = Recorder()
+    itself = b"\x00\x00\x00\x07\x10"  # depends on stream 7, weight 17
+    flags = fr.PRIORITY_FLAG | fr.END_HEADERS
+    reader.feed(fr.frame_header(6, fr.HEADERS, flags, 7) + itself + b"\x82")
+    reader.feed(fr.frame_header(6, fr.HEADERS, fr.PRIORITY_FLAG, 7) + itself + b"\x82")
+    reader.feed(fr.frame_header(1, fr.CONTINUATION, fr.END_HEADERS, 7) + b"\x86")
+    reader.feed(fr.frame_header(5, fr.PRIORITY, 0, 7) + itself)
+    reader.feed(fr.frame_header(5, fr.PRIORITY, 0, 9) + itself)  # depends on another: fine
+    assert reader.calls == [
+        ("headers_error", 7, b"\x82", fr.PROTOCOL_ERROR),
+        ("headers_error", 7, b"\x82\x86", fr.PROTOCOL_ERROR),
+        ("stream_error", 7, fr.PROTOCOL_ERROR),
+    ]
+
+
+def test_a_connection_preface_must_be_a_settings_frame() -> None:
+    reader = fr.FrameReader(expect_settings=True)
+    with pytest.raises(fr.H2Error) as info:
+        reader.feed(fr.SETTINGS_ACK)
+    assert info.value.code == fr.PROTOCOL_ERROR
+    reader = Recorder()
+    reader.expect_settings = True
+    wire = fr.settings_frame([]) + fr.data_frame(1, b"x")
+    reader.feed(wire[:5])  # arriving in pieces is fine
+    reader.feed(wire[5:])
+    assert reader.calls == [("settings", []), ("data", 1, b"x", False, 1)]
 
 
 def test_oversized_header_blocks_are_refused() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from weft.proxy.errors import ProxyError
 from weft.proxy.h2.heads import Head, error_response
 from weft.proxy.h2.hpack_codec import HpackDecoder
@@ -11,29 +13,92 @@ def decoded(block: bytes) -> list[tuple[bytes, bytes]]:
     return HpackDecoder().decode(block)
 
 
-def test_connection_specific_fields_are_not_forwarded() -> None:
-    head = Head(
-        [
-            (b":method", b"POST"),
-            (b":authority", b"svc.ns:80"),
-            (b"connection", b"keep-alive"),
-            (b"keep-alive", b"timeout=5"),
-            (b"proxy-connection", b"close"),
-            (b"transfer-encoding", b"chunked"),
-            (b"upgrade", b"h2c"),
-            (b"te", b"gzip"),
-            (b"x-kept", b"1"),
-        ]
+REQUEST = [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/"), (b":authority", b"a")]
+
+
+def test_a_well_formed_request_response_and_trailers() -> None:
+    assert Head([*REQUEST, (b"te", b"trailers"), (b"x-a", b"1\t2")]).request_error == ""
+    assert Head([(b":status", b"204"), (b"server", b"x")]).response_error == ""
+    assert Head([(b"grpc-status", b"0")]).trailers_error == ""
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        ([(b"connection", b"keep-alive")], "connection-specific field 'connection'"),
+        ([(b"keep-alive", b"timeout=5")], "connection-specific field 'keep-alive'"),
+        ([(b"proxy-connection", b"close")], "connection-specific field 'proxy-connection'"),
+        ([(b"transfer-encoding", b"chunked")], "connection-specific field 'transfer-encoding'"),
+        ([(b"upgrade", b"h2c")], "connection-specific field 'upgrade'"),
+        ([(b"te", b"gzip")], "te other than trailers"),
+        ([(b"te", b"trailers, gzip")], "te other than trailers"),
+        ([(b"X-Upper", b"1")], "invalid field name 'X-Upper'"),
+        ([(b"a b", b"1")], "invalid field name 'a b'"),
+        ([(b"", b"1")], "invalid field name ''"),
+        ([(b"x:y", b"1")], "invalid field name 'x:y'"),
+        ([(b"x", b"a\r\nb: c")], "invalid value in field 'x'"),
+        ([(b"x", b"a\x00")], "invalid value in field 'x'"),
+        ([(b"x", b" a")], "invalid value in field 'x'"),
+        ([(b"x", b"a\t")], "invalid value in field 'x'"),
+        ([(b"x", b"\x7f")], "invalid value in field 'x'"),
+        ([(b":protocol", b"websocket")], "unknown pseudo-header field ':protocol'"),
+        (
+            [(b"x", b"1"), (b":method", b"GET")],
+            "pseudo-header field ':method' after a regular field",
+        ),
+        ([(b":path", b"/again")], "pseudo-header field ':path' twice"),
+        ([(b"content-length", b"x")], "invalid content-length"),
+        ([(b"content-length", b"1"), (b"content-length", b"2")], "invalid content-length"),
+    ],
+)
+def test_malformed_fields_make_every_kind_of_block_malformed(
+    fields: list[tuple[bytes, bytes]], error: str
+) -> None:
+    head = Head([*REQUEST, *fields])
+    assert (head.request_error, head.response_error, head.trailers_error) == (error,) * 3
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        ([(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/")], ""),
+        ([(b":scheme", b"http"), (b":path", b"/")], "missing :method"),
+        ([(b":method", b"GET"), (b":path", b"/")], "missing :scheme"),
+        ([(b":method", b"GET"), (b":scheme", b"https")], "missing :path"),
+        ([(b":method", b"GET"), (b":scheme", b"https"), (b":path", b"")], "empty :path"),
+        ([*REQUEST, (b":status", b"200")], ":status in a request"),
+        ([(b":method", b"CONNECT"), (b":authority", b"db:5432")], ""),
+        ([(b":method", b"CONNECT")], "CONNECT without :authority"),
+        (
+            [(b":method", b"CONNECT"), (b":authority", b"a:1"), (b":path", b"/")],
+            "CONNECT with :scheme or :path",
+        ),
+    ],
+)
+def test_request_pseudo_header_fields(fields: list[tuple[bytes, bytes]], error: str) -> None:
+    assert Head(fields).request_error == error
+
+
+def test_response_and_trailers_pseudo_header_fields() -> None:
+    assert Head([(b":status", b"200"), (b":path", b"/")]).response_error == (
+        "request pseudo-header field in a response"
     )
-    assert decoded(head.block) == [
-        (b":method", b"POST"),
-        (b":authority", b"svc.ns:80"),
-        (b"x-kept", b"1"),
-    ]
+    assert Head([(b"x", b"1")]).response_error == "missing or invalid :status"
+    assert Head([(b":status", b"2000")]).response_error == "missing or invalid :status"
+    assert Head([(b":status", b"200")]).trailers_error == "pseudo-header field in trailers"
 
 
-def test_te_trailers_is_forwarded() -> None:
-    assert decoded(Head([(b"te", b"trailers")]).block) == [(b"te", b"trailers")]
+def test_content_length_is_read() -> None:
+    assert Head(REQUEST).content_length == -1
+    assert Head([*REQUEST, (b"content-length", b"12")]).content_length == 12
+    same = Head([*REQUEST, (b"content-length", b"3"), (b"content-length", b"3")])
+    assert (same.content_length, same.request_error) == (3, "")
+
+
+def test_proxy_headers_are_not_forwarded() -> None:
+    head = Head([*REQUEST, (b"l5d-client-id", b"spoofed"), (b"l5d-dst-override", b"b:80")])
+    assert decoded(head.block) == REQUEST
+    assert head.name == "b:80"
 
 
 def test_authority_routes_and_its_label_drops_port_80() -> None:

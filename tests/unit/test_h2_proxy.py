@@ -38,7 +38,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.loopback import refused_port
 from weft.proxy.config import ProxyConfig
-from weft.proxy.context import ConnContext, ConnTracker
+from weft.proxy.context import ConnContext, ConnTracker, InFlight
 from weft.proxy.downgrade import AppConn
 from weft.proxy.h2 import frames as fr
 from weft.proxy.http1 import H1Pool, H1Upstream
@@ -106,6 +106,7 @@ class Proxy:
         self.h2_pool = H2Pool()
         self.downgrade_pool: H1Pool[AppConn] = H1Pool()
         self.taps = Taps()
+        self.in_flight = InFlight(self.config.inbound.max_in_flight)
         self.server: asyncio.Server | None = None
         self.port = 0
 
@@ -128,6 +129,7 @@ class Proxy:
             stats=self.metrics.tcp.stats(labels).open(),
             dialer=Dialer(None, outbound=False),
             taps=self.taps,
+            in_flight=self.in_flight,
         )
 
     async def start(self) -> int:
@@ -521,7 +523,10 @@ class Client(asyncio.Protocol):
 
     def __init__(self, ack: bool = True) -> None:
         config = H2Configuration(
-            client_side=True, header_encoding=None, validate_outbound_headers=False
+            client_side=True,
+            header_encoding=None,
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,  # send connection-specific fields when asked
         )
         self.conn = H2Connection(config)
         self.ack = ack
@@ -989,9 +994,10 @@ async def test_mixed_traffic_with_resets_is_counted_once_and_leaves_no_streams(
     )
     assert h2_hop.requests() == 300
     assert sum(h2_hop.responses().values()) == 300
+    assert h2_hop.in_flight.count == 0  # every exchange left the listener's count
 
 
-async def test_connection_specific_headers_are_not_forwarded(
+async def test_connection_specific_headers_make_the_request_malformed(
     h2_hop: Proxy, h2_backend: tuple[BackendState, int]
 ) -> None:
     state, _ = h2_backend
@@ -1004,9 +1010,15 @@ async def test_connection_specific_headers_are_not_forwarded(
         (b"upgrade", b"websocket"),
         (b"te", b"gzip"),
     ]
-    sid = client.request("/hello", extra=[*hop_by_hop, (b"x-kept", b"1")])
-    await wait_until(lambda: client.ended(sid), "the answer")
-    ((_, headers),) = state.requests
-    names = [name for name, _ in headers]
-    assert b"x-kept" in names
-    assert not {name for name, _ in hop_by_hop} & set(names)
+    refused = [client.request("/hello", extra=[field]) for field in hop_by_hop]
+    ok = client.request("/hello", extra=[(b"te", b"trailers")])
+    await wait_until(lambda: all(client.ended(sid) for sid in [*refused, ok]), "the answers")
+    assert [client.reset_code(sid) for sid in refused] == [fr.PROTOCOL_ERROR] * len(hop_by_hop)
+    assert client.status(ok) == b"200"
+    ((_, headers),) = state.requests  # only the well-formed request was forwarded
+    assert (b"te", b"trailers") in headers
+    assert h2_hop.requests() == 7
+    assert h2_hop.responses() == {
+        ("0", "failure", None, "protocol_error"): 6,
+        ("200", "success", None, None): 1,
+    }

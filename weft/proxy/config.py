@@ -10,6 +10,12 @@ from dataclasses import dataclass, field
 from weft.identity.config import IdentityConfig
 
 DEFAULT_OPAQUE_PORTS = frozenset({25, 587, 3306, 4444, 5432, 6379, 9300, 11211})
+# Requests in flight per listener before the proxy sheds load (Linkerd 2.6's default; current
+# Linkerd proxies default to 100000).
+DEFAULT_MAX_IN_FLIGHT = 10000
+# SETTINGS_MAX_CONCURRENT_STREAMS advertised on accepted HTTP/2 connections: hyper 1.x's server
+# default (the current Linkerd proxy reads SERVER_HTTP2_MAX_CONCURRENT_STREAMS as optional).
+DEFAULT_H2_MAX_CONCURRENT_STREAMS = 200
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -99,6 +105,8 @@ class DirectionConfig:
     dispatch_timeout: float
     discovery_idle_timeout: float
     router_capacity: int
+    max_in_flight: int
+    h2_max_concurrent_streams: int
 
 
 @dataclass(frozen=True)
@@ -204,6 +212,12 @@ class _Reader:
             raise ConfigError(f"{self.PREFIX}{name}: expected a whole number, got {value!r}")
         return int(value)
 
+    def positive(self, name: str, default: int) -> int:
+        value = self.integer(name, default)
+        if value < 1:
+            raise ConfigError(f"{self.PREFIX}{name}: must be at least 1")
+        return value
+
     def required(self, name: str) -> str:
         value = self.get(name)
         if not value:
@@ -236,9 +250,6 @@ class _Reader:
         idle_name = f"{prefix}_DISCOVERY_IDLE_TIMEOUT"
         if self.get(idle_name) is None:
             idle_name = f"{prefix}_ROUTER_MAX_IDLE_AGE"
-        router_capacity = self.integer(f"{prefix}_ROUTER_CAPACITY", capacity)
-        if router_capacity < 1:
-            raise ConfigError(f"{self.PREFIX}{prefix}_ROUTER_CAPACITY: must be at least 1")
         return DirectionConfig(
             listen=self.addr(f"{prefix}_LISTEN_ADDR", listen),
             forward=parse_addr(self.PREFIX + f"{prefix}_FORWARD", forward) if forward else None,
@@ -251,5 +262,9 @@ class _Reader:
             max_idle_per_endpoint=self.integer(f"{prefix}_MAX_IDLE_CONNS_PER_ENDPOINT", 10000),
             dispatch_timeout=self.duration(f"{prefix}_DISPATCH_TIMEOUT", dispatch),
             discovery_idle_timeout=self.duration(idle_name, "60s"),
-            router_capacity=router_capacity,
+            router_capacity=self.positive(f"{prefix}_ROUTER_CAPACITY", capacity),
+            max_in_flight=self.positive(f"{prefix}_MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT),
+            h2_max_concurrent_streams=self.positive(
+                f"{prefix}_SERVER_HTTP2_MAX_CONCURRENT_STREAMS", DEFAULT_H2_MAX_CONCURRENT_STREAMS
+            ),
         )

@@ -44,6 +44,17 @@ def original_dst(sock: socket.socket | None, local: Addr | None) -> Addr | None:
     return addr
 
 
+class InFlight:
+    """How many requests are in flight through one listener, and how many it allows
+    (``LINKERD2_PROXY_{INBOUND,OUTBOUND}_MAX_IN_FLIGHT``)."""
+
+    __slots__ = ("count", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.count = 0
+        self.limit = limit
+
+
 class Drainable(Protocol):
     """A connection handler that can be asked to finish its in-flight work and close."""
 
@@ -112,6 +123,7 @@ class ConnContext:
     stats: ConnStats
     dialer: Dialer
     taps: Taps
+    in_flight: InFlight
     client_id: str | None = None
     base_labels: LabelPairs = ()
 

@@ -53,6 +53,26 @@ def connect_error(exc: BaseException, addr: tuple[str, int]) -> ProxyError:
     return ProxyError(502, f"connect to {where} failed: {exc}", GRPC_UNAVAILABLE)
 
 
+def max_in_flight(limit: int) -> ProxyError:
+    """The listener already has ``LINKERD2_PROXY_*_MAX_IN_FLIGHT`` requests in flight: the
+    request is shed (503, gRPC UNAVAILABLE, as Linkerd answers ``proxy max-concurrency
+    exhausted``)."""
+    reason = f"proxy max-concurrency exhausted ({limit} requests in flight)"
+    return ProxyError(503, reason, GRPC_UNAVAILABLE)
+
+
+def streams_exhausted(addr: tuple[str, int]) -> ProxyError:
+    """Every HTTP/2 connection to ``addr`` stayed at the server's concurrent stream limit for
+    the dispatch timeout."""
+    reason = f"no HTTP/2 stream to {addr[0]}:{addr[1]}: the server's stream limit is reached"
+    return ProxyError(503, reason, GRPC_UNAVAILABLE)
+
+
+def malformed_response(reason: str) -> ProxyError:
+    """The upstream's HTTP/2 response was malformed (RFC 9113 §8.1.1): not forwarded."""
+    return ProxyError(502, f"malformed HTTP/2 response: {reason}", GRPC_INTERNAL)
+
+
 def upstream_reset(detail: str) -> ProxyError:
     """The upstream connection failed before a response head arrived."""
     return ProxyError(502, f"upstream connection failed: {detail}", GRPC_UNAVAILABLE)

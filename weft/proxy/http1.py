@@ -41,8 +41,10 @@ from weft.proxy.errors import (
     ProxyError,
     connect_error,
     errno_label,
+    max_in_flight,
     no_endpoints,
     route_timeout,
+    streams_exhausted,
     upstream_reset,
 )
 from weft.proxy.metrics import ConnStats, EndpointStats
@@ -64,6 +66,7 @@ class H1Exchange:
     waiting for an upstream; ``h2`` is the attempt in flight when it goes over HTTP/2."""
 
     __slots__ = (
+        "admitted",
         "attempt_started",
         "authority",
         "chunked",
@@ -125,6 +128,7 @@ class H1Exchange:
         self.waiter: asyncio.Task[None] | None = None
         self.deadline = 0.0  # when waiting for endpoints gives up
         self.tap: Tapped | None = None  # set only when a tap matched this request
+        self.admitted = False  # counted in the listener's requests in flight
 
 
 class Pooled(Protocol):
@@ -364,6 +368,13 @@ class H1Server(asyncio.Protocol):
     def _dispatch(self, ex: H1Exchange) -> None:
         """Route ``ex`` (the head of the queue) to its logical destination and send it."""
         ctx = self.ctx
+        if not ex.admitted:
+            in_flight = ctx.in_flight
+            if in_flight.count >= in_flight.limit:
+                self._shed(ex, in_flight.limit)
+                return
+            in_flight.count += 1
+            ex.admitted = True
         logical = ctx.router.logical(ex.name or None, ctx.target)
         first = logical.waiting()
         if first is not None:  # discovery has not answered for this destination yet
@@ -384,6 +395,20 @@ class H1Server(asyncio.Protocol):
         ex.deadline = now + ctx.dcfg.dispatch_timeout
         self._attempt(ex)
 
+    def _shed(self, ex: H1Exchange, limit: int) -> None:
+        """Answer ``ex`` with 503: the listener has ``limit`` requests in flight already."""
+        now = ex.started = time.monotonic()
+        authority = ex.authority[:-3] if ex.authority.endswith(":80") else ex.authority
+        ex.stats = self.ctx.metrics.http.endpoint(authority, self.ctx.base_labels)
+        ex.stats.request(now)
+        self.respond_error(ex, max_in_flight(limit))
+
+    def _release(self, ex: H1Exchange) -> None:
+        """``ex`` is over: it no longer counts as in flight."""
+        if ex.admitted:
+            ex.admitted = False
+            self.ctx.in_flight.count -= 1
+
     def _attempt(self, ex: H1Exchange) -> None:
         """Pick an endpoint for ``ex`` and send it there (again, for a retry)."""
         ctx = self.ctx
@@ -399,6 +424,15 @@ class H1Server(asyncio.Protocol):
                         self._wait(ex, changed, ex.deadline - now, lambda: self._attempt(ex))
                         return
                 raise no_endpoints(ex.logical.name or ex.authority)
+            conn = None
+            if load.endpoint.h2 and not ex.tunnel:  # HTTP/1 to a meshed peer crosses as HTTP/2
+                conn = ctx.h2_pool.acquire(load.endpoint, ctx)
+                if conn is None:  # every connection there is at the server's stream limit
+                    if now < ex.deadline:
+                        room = ctx.h2_pool.room(load.endpoint)
+                        self._wait(ex, room, ex.deadline - now, lambda: self._attempt(ex))
+                        return
+                    raise streams_exhausted(load.endpoint.addr)
         except ProxyError as err:
             if ex.stats is None:
                 ex.stats = ctx.metrics.http.endpoint(authority, ctx.base_labels)
@@ -415,8 +449,8 @@ class H1Server(asyncio.Protocol):
             ex.dispatch.attempt(now)
         if ctx.taps.active and ex.tap is None:
             ex.tap = self._observe(ex, endpoint, now)
-        if endpoint.h2 and not ex.tunnel:
-            Upgrade(self, ex, now).send(endpoint)
+        if conn is not None:
+            Upgrade(self, ex, now).send(endpoint, conn)
             return
         if not ex.head:
             ex.head = h1head.request_head(ex.method, ex.url, ex.headers, ex.chunked)
@@ -608,6 +642,9 @@ class H1Server(asyncio.Protocol):
         if not self.queue or self.queue[0] is not ex:
             return
         self.queue.popleft()
+        if ex.admitted:  # what _release does, inline: this is every request's path
+            ex.admitted = False
+            self.ctx.in_flight.count -= 1
         if not ex.keep_alive or (self.draining and not self.queue):
             self._close_after_write()
             return
@@ -625,6 +662,7 @@ class H1Server(asyncio.Protocol):
         self.transport.pause_reading()
         if self.parsing is not None and self.parsing in self.queue:
             self.queue.remove(self.parsing)
+            self._release(self.parsing)
             self.parsing = None
         if not self.queue:
             self._answer_broken()
@@ -689,6 +727,8 @@ class H1Server(asyncio.Protocol):
         self.ctx.tracker.discard(self)
         if self.tunnel is not None:
             self.tunnel.transport.close()
+        for ex in self.queue:
+            self._release(ex)
         self._abandon()
         self.queue.clear()
 

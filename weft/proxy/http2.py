@@ -9,6 +9,14 @@ from a server, no new streams go there, and streams it never saw are reset to th
 REFUSED_STREAM (safe to retry). Draining sends the client GOAWAY and closes once in-flight
 exchanges are done.
 
+Requests are held to what RFC 9113 asks of an intermediary (see ``weft.proxy.h2.connection`` for
+stream states and flow control): a malformed request (§8.1.1: connection-specific fields, ``te``
+other than ``trailers``, invalid field names or values, missing, duplicate, unknown or misplaced
+pseudo-header fields, a body that contradicts ``content-length``) is reset with PROTOCOL_ERROR and
+never forwarded. Accepted connections advertise SETTINGS_MAX_CONCURRENT_STREAMS
+(``*_SERVER_HTTP2_MAX_CONCURRENT_STREAMS``) and refuse streams beyond it with REFUSED_STREAM; past
+the listener's ``*_MAX_IN_FLIGHT`` requests, the proxy answers 503 (gRPC UNAVAILABLE) itself.
+
 Metrics: ``request_total`` when request headers arrive; ``response_total`` and
 ``response_latency_ms`` when the response's END_STREAM arrives (status from the response head,
 ``grpc_status`` from trailers or a trailers-only head). A response the proxy answers itself (no
@@ -16,7 +24,8 @@ route, connect failure, upstream lost before a response head) is counted with th
 sent. An exchange ended by RST_STREAM, in either direction, or by a connection loss after the
 response head is counted with ``error="<h2 error code name>"`` (``cancel``,
 ``refused_stream``, ``internal_error``, ...) and the response head's status, or 0 if none
-had arrived.
+had arrived; a malformed request is counted so too (``protocol_error``, status 0). Streams
+refused with REFUSED_STREAM were never requests, and are not counted.
 
 A request carrying ``l5d-orig-proto`` (an HTTP/1 request a meshed client proxy sent as HTTP/2)
 goes to its endpoint as HTTP/1 instead (``weft.proxy.downgrade``), and is answered as plain HTTP.
@@ -29,6 +38,7 @@ response head the client gets, its body bytes (counted by the upstream leg's kee
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from functools import lru_cache, partial
@@ -37,9 +47,24 @@ from weft.proxy import downgrade
 from weft.proxy.context import ConnContext
 from weft.proxy.discovery import Endpoint
 from weft.proxy.dispatch import Dispatch
-from weft.proxy.errors import ProxyError, no_endpoints, route_timeout
+from weft.proxy.errors import (
+    ProxyError,
+    max_in_flight,
+    no_endpoints,
+    route_timeout,
+    streams_exhausted,
+)
 from weft.proxy.h2 import frames as fr
-from weft.proxy.h2.connection import Chunk, Exchange, H2Conn, Leg, flush_all
+from weft.proxy.h2.connection import (
+    ENDED,
+    IDLE,
+    NEVER_OPENED,
+    Chunk,
+    Exchange,
+    H2Conn,
+    Leg,
+    flush_all,
+)
 from weft.proxy.h2.heads import Head, block_fields
 from weft.proxy.h2.hpack_codec import Field, encode_field
 from weft.proxy.h2.pool import ClientConn, H2Pool
@@ -47,6 +72,8 @@ from weft.proxy.orig_proto import orig_version
 from weft.proxy.tap.registry import Fields, Tapped
 
 __all__ = ["H2Pool", "ServerConn", "serve_http2"]
+
+log = logging.getLogger("weft.proxy.http2")
 
 INITIAL_WAIT = 1.0  # seconds, at most, a request waits for discovery's first answer
 
@@ -82,10 +109,14 @@ class ServerConn(H2Conn):
         super().__init__(ctx.config, ctx.stats)
         self.ctx = ctx
         self.pool = ctx.h2_pool
+        self.in_flight = ctx.in_flight
         self.draining = False
+        self.max_streams = ctx.dcfg.h2_max_concurrent_streams
+        # Stream ids the client skipped (never opened), as (lo, hi) bounds, exclusive.
+        self.skipped: list[tuple[int, int]] = []
         cid = ctx.client_id
         self.client_id_field = encode_field(b"l5d-client-id", cid.encode()) if cid else b""
-        self.write(self.local_settings())
+        self.write(self.local_settings((fr.SETTINGS_MAX_CONCURRENT_STREAMS, self.max_streams)))
 
     # --- Drainable ----------------------------------------------------------------------------
 
@@ -116,6 +147,7 @@ class ServerConn(H2Conn):
             self.reset_exchange(leg, -1, fr.CANCEL)
 
     def stream_closed(self) -> None:
+        self.in_flight.count -= 1  # an accepted stream is a request in flight while it is open
         if self.draining and not self.streams:
             self.close()
 
@@ -129,20 +161,64 @@ class ServerConn(H2Conn):
         head = self.head_of(block)
         leg = self.streams.get(sid)
         if leg is not None:
-            self.forward_headers(leg, head, end)  # request trailers
-        elif not sid & 1:
-            raise fr.H2Error(fr.PROTOCOL_ERROR, f"client opened even stream {sid}")
-        elif sid <= self.last_sid:
-            self.write(fr.rst_stream(sid, fr.STREAM_CLOSED))
+            self.forward_trailers(leg, head, end)
+            return
+        last = self.last_sid  # what opens() does, inline: this is every request's path
+        if sid <= last or not sid & 1:
+            self.stray_headers(sid)
+            return
+        if sid > last + 2:
+            self.skipped_ids(last, sid)
+        self.last_sid = sid
+        if self.draining or self.closing:
+            self.refuse(sid, fr.REFUSED_STREAM)
+        elif head.request_error or (end and head.content_length > 0):
+            self.refuse_malformed(sid, head)
+        elif len(self.streams) >= self.max_streams:  # RFC 9113 §5.1.2
+            self.refuse(sid, fr.REFUSED_STREAM)
         else:
-            self.last_sid = sid
-            if self.draining or self.closing:
-                self.write(fr.rst_stream(sid, fr.REFUSED_STREAM))
-            else:
-                self.open_exchange(sid, head, end)
+            self.open_exchange(sid, head, end)
+
+    def opens(self, sid: int) -> bool:
+        """An odd id above every id the client used opens a stream; ids it skipped are closed."""
+        last = self.last_sid
+        if sid <= last or not sid & 1:
+            return False
+        if sid > last + 2:
+            self.skipped_ids(last, sid)
+        self.last_sid = sid
+        return True
+
+    def skipped_ids(self, last: int, sid: int) -> None:
+        """The client opened ``sid`` right after ``last``: the ids between are closed unused."""
+        skipped = self.skipped
+        skipped.append((last, sid))
+        if len(skipped) > 16:
+            del skipped[0]
+
+    def unopened_state(self, sid: int) -> int:
+        if sid > self.last_sid or not sid & 1:
+            return IDLE  # even ids are the server's, and it opens none (no push)
+        for lo, hi in self.skipped:
+            if lo < sid < hi:
+                return NEVER_OPENED
+        return ENDED
+
+    def refuse_malformed(self, sid: int, head: Head) -> None:
+        """A malformed request (RFC 9113 §8.1.1): RST_STREAM(PROTOCOL_ERROR), never forwarded,
+        counted as a request the proxy answered with that reset."""
+        reason = head.request_error or "content-length with an empty body"
+        log.info("%s: malformed http/2 request: %s", self.ctx.direction, reason)
+        self.refuse(sid, fr.PROTOCOL_ERROR)
+        ctx = self.ctx
+        now = time.monotonic()
+        stats = ctx.metrics.http.endpoint(head.label, ctx.base_labels)
+        stats.request(now)
+        stats.response(now, 0.0, 0, "failure", None, fr.error_name(fr.PROTOCOL_ERROR))
 
     def open_exchange(self, sid: int, head: Head, end: bool) -> None:
-        """Track a new request stream, route it and open its stream upstream."""
+        """Track a new request stream, route it and open its stream upstream (or answer it at
+        once when the listener's requests in flight are at their limit)."""
         ctx = self.ctx
         now = time.monotonic()
         block = head.block + self.client_id_field if self.client_id_field else head.block
@@ -150,7 +226,15 @@ class ServerConn(H2Conn):
         if head.orig_proto:
             exchange.grpc = False  # an HTTP/1 request: plain HTTP errors, whatever its type
         down = Leg(self, sid, exchange, self.peer_window, end)
+        down.remaining = head.content_length
         self.streams[sid] = down
+        in_flight = self.in_flight
+        in_flight.count += 1  # until the stream leaves ``streams`` (stream_closed)
+        if in_flight.count > in_flight.limit:
+            exchange.stats = ctx.metrics.http.endpoint(head.label, ctx.base_labels)
+            exchange.stats.request(now)
+            self.respond_error(down, max_in_flight(in_flight.limit))
+            return
         logical = exchange.logical = ctx.router.logical(head.name, ctx.target)
         first = logical.waiting()
         if first is not None:  # discovery has not answered for this destination yet
@@ -200,6 +284,17 @@ class ServerConn(H2Conn):
                     self.wait(down, changed, deadline - now, then)
                     return
                 raise no_endpoints(logical.name or exchange.head.label)
+            upstream: ClientConn | downgrade.AppConn | None
+            if exchange.head.orig_proto and orig_version(exchange.head.orig_proto):
+                upstream = downgrade.acquire(ctx, load.endpoint)
+            else:
+                upstream = self.pool.acquire(load.endpoint, ctx)
+            if upstream is None:  # every connection there is at the server's stream limit
+                if now < deadline:
+                    then = partial(self.attempt, deadline=deadline, retry=retry)
+                    self.wait(down, self.pool.room(load.endpoint), deadline - now, then)
+                    return
+                raise streams_exhausted(load.endpoint.addr)
         except ProxyError as err:
             if exchange.stats is None:
                 exchange.stats = ctx.metrics.http.endpoint(exchange.head.label, ctx.base_labels)
@@ -219,11 +314,6 @@ class ServerConn(H2Conn):
         stats.request(now)
         if exchange.dispatch is not None:
             exchange.dispatch.attempt(now)
-        upstream: ClientConn | downgrade.AppConn
-        if exchange.head.orig_proto and orig_version(exchange.head.orig_proto):
-            upstream = downgrade.acquire(ctx, endpoint)
-        else:
-            upstream = self.pool.acquire(endpoint, ctx)
         up = upstream.open_leg(exchange)
         down.peer = up
         up.peer = down

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
 from weft.proxy.config import DirectionConfig, ProxyConfig
-from weft.proxy.context import INBOUND, Addr, ConnContext, ConnTracker, original_dst
+from weft.proxy.context import INBOUND, Addr, ConnContext, ConnTracker, InFlight, original_dst
 from weft.proxy.detect import MAX_DETECT_BYTES, Protocol, detect
 from weft.proxy.discovery import Router
 from weft.proxy.downgrade import AppConn
@@ -63,9 +63,11 @@ class Listener:
     server: asyncio.Server | None = None
     sock: socket.socket | None = None
     dialer: Dialer = field(init=False)
+    in_flight: InFlight = field(init=False)
 
     def __post_init__(self) -> None:
         self.dialer = Dialer(self.identity, outbound=self.direction != INBOUND)
+        self.in_flight = InFlight(self.dcfg.max_in_flight)
 
     @property
     def terminates_tls(self) -> bool:
@@ -158,6 +160,7 @@ class Listener:
             stats=self.metrics.tcp.stats(labels).open(),
             dialer=self.dialer,
             taps=self.taps,
+            in_flight=self.in_flight,
             client_id=client_id,
         )
 

@@ -35,6 +35,7 @@ from weft.proxy.h2.hpack_codec import encode_field
 
 if TYPE_CHECKING:
     from weft.proxy.discovery import Endpoint
+    from weft.proxy.h2.pool import ClientConn
     from weft.proxy.http1 import H1Exchange, H1Server
 
 HIGH_WATER = 65536  # request body bytes not yet sent upstream that pause the client
@@ -114,13 +115,12 @@ class Upgrade(Exchange):
 
     # -- the request -------------------------------------------------------------------------
 
-    def send(self, endpoint: Endpoint) -> None:
-        """Open the stream to ``endpoint`` and send the head and the body received so far."""
-        down, ex = self.down, self.ex
-        ctx = down.ctx
+    def send(self, endpoint: Endpoint, conn: ClientConn) -> None:
+        """Open the stream to ``endpoint`` on ``conn`` (from the pool, with room for it) and send
+        the head and the body received so far."""
+        ex = self.ex
         self.endpoint = endpoint
         ex.h2 = self
-        conn = ctx.h2_pool.acquire(endpoint, ctx)
         up = self.up = conn.open_leg(self)
         leg = self.leg = Leg(self, 0, self, 0, False)
         leg.peer = up
@@ -309,9 +309,12 @@ class Upgrade(Exchange):
             return
         refused = code == fr.REFUSED_STREAM and not self.started and not self.resent
         if refused and not self.ex.has_body:  # the server never saw it: safe to send again
-            self._detach()
-            Upgrade(self.down, self.ex, time.monotonic(), resent=True).send(self.endpoint)
-            return
+            ctx = self.down.ctx
+            conn = ctx.h2_pool.acquire(self.endpoint, ctx)
+            if conn is not None:
+                self._detach()
+                Upgrade(self.down, self.ex, time.monotonic(), resent=True).send(self.endpoint, conn)
+                return
         self._broken(f"stream reset ({fr.error_name(code)})", fr.error_name(code))
 
     def reset_after_end(self, leg: Leg) -> None:

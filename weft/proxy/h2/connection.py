@@ -10,6 +10,17 @@ peer has no window for waits on the leg, so buffering is bounded by the windows 
 Writes are batched: frames are appended to a connection's ``out`` list and every dirty connection
 is written once, with one ``transport.write``, at the end of the callback, or at the end of the
 turn of the event loop for a connection many streams share (:func:`flush_all`).
+
+Stream states (RFC 9113 §5.1) are known without a record per stream: an open stream has a leg in
+``streams``; a stream id the peer could still open (above the highest it opened, or of our
+parity) is idle; any other is closed. A bounded record of recent resets tells the closed streams
+apart where §5.1 does: after our RST_STREAM, the peer's frames already in flight are dropped
+(HEADERS still decoded, DATA still credited); after the peer's RST_STREAM, DATA or HEADERS get
+RST_STREAM(STREAM_CLOSED); after both END_STREAMs (or once the reset has left the record), they are
+a connection error STREAM_CLOSED. Frames other than HEADERS and PRIORITY on an idle stream are a
+connection error PROTOCOL_ERROR. DATA beyond the connection window we advertised is a connection
+error FLOW_CONTROL_ERROR (so a peer cannot make us buffer more than it), and DATA that disagrees
+with ``content-length`` makes the message malformed (§8.1.1).
 """
 
 from __future__ import annotations
@@ -41,6 +52,15 @@ Pending = tuple[Chunk, bool, "Leg | None"]
 
 HEAD_CACHE_SIZE = 512  # blocks per connection
 HEAD_CACHE_MAX_BLOCK = 1024  # bytes; bigger blocks are rarely repeated
+RECENT_RESETS = 1024  # reset streams remembered per connection (see the module docstring)
+LINGER = 1.0  # seconds a closed connection keeps reading, for the peer's EOF (see H2Conn.close)
+
+# What a stream without a leg is (RFC 9113 §5.1).
+IDLE = 0
+RESET_BY_US = 1
+RESET_BY_PEER = 2
+NEVER_OPENED = 3  # skipped by the peer: a lower id than one it opened, never used
+ENDED = 4  # closed by END_STREAM both ways (or reset long ago)
 _pack_header = fr.FRAME_HEADER.pack
 _DATA = fr.DATA
 _HEADERS = fr.HEADERS
@@ -237,6 +257,7 @@ class Leg:
         "precredited",
         "queue",
         "recv_done",
+        "remaining",
         "reset_when_sent",
         "send_done",
         "sid",
@@ -252,6 +273,7 @@ class Leg:
         self.exchange = exchange
         self.window = window  # what the peer lets us send on this stream
         self.recv_done = recv_done  # END_STREAM (or reset) received
+        self.remaining = -1  # body bytes content-length still announces (-1: no content-length)
         self.send_done = False  # END_STREAM written
         self.closed = False  # no longer in conn.streams
         self.peer: Leg | None = None
@@ -270,9 +292,11 @@ class H2Conn(fr.FrameReader, asyncio.Protocol):
     """What both ends of a hop share: framing, HPACK, windows, legs and batched writes."""
 
     upstream = False  # True on connections the proxy dialled: frames received are responses
+    # The code a stream error here resets the exchange's other leg with.
+    peer_error = fr.CANCEL
 
     def __init__(self, config: ProxyConfig, stats: ConnStats) -> None:
-        super().__init__(max_block=config.max_head_bytes)
+        super().__init__(max_block=config.max_head_bytes, expect_settings=True)
         self.stats = stats
         self.transport: asyncio.Transport | None = None
         self.streams: dict[int, Leg] = {}
@@ -280,6 +304,7 @@ class H2Conn(fr.FrameReader, asyncio.Protocol):
         self.dirty = False
         self.paused = True  # not connected yet, or the transport's buffer is above high-water
         self.closing = False
+        self.failed = False  # a connection error's GOAWAY was written
         self.held: list[Leg] = []  # legs of *other* connections whose credit waits on us
         self.blocked: list[Leg] = []  # our legs waiting for connection window
         self.window = fr.DEFAULT_WINDOW  # connection send window
@@ -293,19 +318,26 @@ class H2Conn(fr.FrameReader, asyncio.Protocol):
         )
         self.stream_threshold = max(1, self.stream_recv_window // 2)
         self.conn_threshold = self.conn_recv_window // 2
+        # What the peer may send before more WINDOW_UPDATEs: the connection window, raised at
+        # once by local_settings(). (Stream windows are not checked apart: the connection's
+        # bounds what a peer can make us hold, and RFC 9113 §6.9.1 leaves the check optional.)
+        self.recv_space = self.conn_recv_window
+        self.resets: dict[int, bool] = {}  # recent resets: stream id -> whether we sent it
         self.unacked = 0
         self.decoder = HpackDecoder(max_list_size=config.max_head_bytes)
         self.heads: dict[bytes, Head] = {}
         self.heads_generation = 0
         self.last_sid = 0  # highest stream id the peer opened
 
-    def local_settings(self) -> bytes:
-        """Our SETTINGS (push off, our stream window) and the connection window increase."""
+    def local_settings(self, *more: tuple[int, int]) -> bytes:
+        """Our SETTINGS (push off, our stream window, any ``more``) and the connection window
+        increase."""
         frames = fr.settings_frame(
             (
                 (fr.SETTINGS_ENABLE_PUSH, 0),
                 (fr.SETTINGS_INITIAL_WINDOW_SIZE, self.stream_recv_window),
                 (fr.SETTINGS_MAX_HEADER_LIST_SIZE, self.decoder.max_list_size),
+                *more,
             )
         )
         extra = self.conn_recv_window - fr.DEFAULT_WINDOW
@@ -380,19 +412,32 @@ class H2Conn(fr.FrameReader, asyncio.Protocol):
     # --- lifecycle ----------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Flush what is queued and close; streams still open are released at once."""
+        """Flush what is queued and close; streams still open are released at once.
+
+        The connection ends with our EOF, then lingers, reading and dropping what the peer
+        still sends, until the peer's EOF or LINGER seconds: closing a socket with unread input
+        sends a TCP reset, which can destroy our last frames (a GOAWAY) before the peer reads
+        them.
+        """
         if self.closing:
             return
         self.flush()
         self.closing = True
         self.release_streams(None)
-        if self.transport is not None:
-            self.transport.close()
+        transport = self.transport
+        if transport is None:
+            return
+        if transport.can_write_eof() and not transport.is_closing():
+            transport.write_eof()
+            asyncio.get_running_loop().call_later(LINGER, transport.close)
+        else:
+            transport.close()
 
     def fail(self, err: fr.H2Error) -> None:
         """The peer broke the protocol: GOAWAY with the error code, then close."""
         log.info("http/2 connection error (%s): %s", fr.error_name(err.code), err)
         self.write(fr.goaway(self.last_sid, err.code, str(err).encode()[:200]))
+        self.failed = True
         self.close()
 
     def release_streams(self, exc: Exception | None) -> None:
@@ -444,6 +489,7 @@ class H2Conn(fr.FrameReader, asyncio.Protocol):
         unacked = self.unacked + n
         if unacked >= self.conn_threshold:
             self.write(fr.window_update(0, unacked))
+            self.recv_space += unacked
             unacked = 0
         self.unacked = unacked
 
@@ -590,8 +636,37 @@ class H2Conn(fr.FrameReader, asyncio.Protocol):
         """RST_STREAM ``leg`` towards our peer and forget it."""
         if leg.closed:
             return
-        self.write(fr.rst_stream(leg.sid, code))
+        self.refuse(leg.sid, code)
         self.discard_leg(leg)
+
+    def refuse(self, sid: int, code: int) -> None:
+        """RST_STREAM ``sid``; frames the peer sent before it learns of it will be dropped."""
+        self.write(fr.rst_stream(sid, code))
+        self.note_reset(sid, True)
+
+    def note_reset(self, sid: int, by_us: bool) -> None:
+        """Remember that stream ``sid`` was reset (by us or by the peer), for a while."""
+        resets = self.resets
+        resets[sid] = by_us
+        if len(resets) > RECENT_RESETS:
+            del resets[next(iter(resets))]
+
+    def closed_state(self, sid: int) -> int:
+        """What stream ``sid``, which has no leg, is: idle, or closed in one of §5.1's ways."""
+        by_us = self.resets.get(sid)
+        if by_us is not None:
+            return RESET_BY_US if by_us else RESET_BY_PEER
+        return self.unopened_state(sid)
+
+    def unopened_state(self, sid: int) -> int:
+        """IDLE, NEVER_OPENED or ENDED for stream ``sid``, which has no leg and no reset."""
+        raise NotImplementedError
+
+    def malformed(self, leg: Leg, reason: str) -> None:
+        """The message received on ``leg`` is malformed (RFC 9113 §8.1.1): it is not forwarded
+        further, and its stream is reset with PROTOCOL_ERROR."""
+        log.info("malformed http/2 message on stream %d: %s", leg.sid, reason)
+        self.reset_exchange(leg, fr.PROTOCOL_ERROR, self.peer_error)
 
     def reset_exchange(self, leg: Leg, code: int, peer_code: int) -> None:
         """End ``leg``'s exchange: RST ``leg`` with ``code`` (unless it came from our peer, -1) and
@@ -669,17 +744,65 @@ class H2Conn(fr.FrameReader, asyncio.Protocol):
         if end and leg.send_done:
             self.close_leg(leg)
 
+    def forward_trailers(self, leg: Leg, head: Head, end: bool) -> None:
+        """Pass on trailers received on ``leg`` unless they make its message malformed: they
+        must end the stream, hold no pseudo-header field, and complete any content-length.
+        (What forward_headers does, for trailers: every gRPC response has some.)"""
+        if leg.recv_done:
+            self.on_stream_error(leg.sid, fr.STREAM_CLOSED)
+            return
+        if not end or head.trailers_error or leg.remaining > 0:
+            reason = head.trailers_error or "content-length exceeds the body"
+            if not end:
+                reason = "HEADERS without END_STREAM after the message head"
+            self.malformed(leg, reason)
+            return
+        leg.recv_done = True
+        block = head.block
+        if leg.keep is not None:
+            leg.keep.trailers(block)
+        peer = leg.peer
+        if peer is not None:
+            peer.conn.send_headers(peer, block, True)
+        elif leg.early is not None:
+            leg.early.append((block, True, True))
+        if leg.send_done:
+            self.close_leg(leg)
+
+    def stray_headers(self, sid: int) -> None:
+        """A header block (decoded already) on stream ``sid``, which is not open and which this
+        block cannot open."""
+        state = self.closed_state(sid)
+        if state == RESET_BY_US:
+            return  # sent before our RST_STREAM arrived
+        if state == RESET_BY_PEER:
+            self.write(fr.rst_stream(sid, fr.STREAM_CLOSED))
+        elif state == ENDED:
+            raise fr.H2Error(fr.STREAM_CLOSED, f"HEADERS on closed stream {sid}")
+        else:
+            raise fr.H2Error(fr.PROTOCOL_ERROR, f"HEADERS on unexpected stream {sid}")
+
     def on_data(self, sid: int, payload: memoryview, end: bool, flow_len: int) -> None:
+        space = self.recv_space - flow_len
+        if space < 0:
+            raise fr.H2Error(fr.FLOW_CONTROL_ERROR, "DATA beyond the connection window")
+        self.recv_space = space
         leg = self.streams.get(sid)
         if leg is None or leg.recv_done:
             self.credit_connection(flow_len)
-            if leg is not None:
-                self.on_stream_error(sid, fr.STREAM_CLOSED)
+            self.stray_data(sid, leg)
             return
+        n = len(payload)
+        if leg.remaining >= 0:
+            remaining = leg.remaining - n
+            if remaining < 0 or (end and remaining):
+                self.credit_connection(flow_len)
+                self.malformed(leg, "DATA disagrees with content-length")
+                return
+            leg.remaining = remaining
         if end:
             leg.recv_done = True
         peer = leg.peer
-        n = len(payload)
         if flow_len != n:
             self.credit(leg, flow_len - n, None)
         if leg.keep is not None:
@@ -696,17 +819,52 @@ class H2Conn(fr.FrameReader, asyncio.Protocol):
             if leg.send_done:
                 self.close_leg(leg)
 
+    def stray_data(self, sid: int, leg: Leg | None) -> None:
+        """DATA (credited already) on stream ``sid``, which is not open for receiving."""
+        if leg is not None:  # half-closed (remote)
+            self.on_stream_error(sid, fr.STREAM_CLOSED)
+            return
+        state = self.closed_state(sid)
+        if state == IDLE:
+            raise fr.H2Error(fr.PROTOCOL_ERROR, f"DATA on idle stream {sid}")
+        if state == ENDED:
+            raise fr.H2Error(fr.STREAM_CLOSED, f"DATA on closed stream {sid}")
+        if state != RESET_BY_US:
+            self.write(fr.rst_stream(sid, fr.STREAM_CLOSED))
+
     def on_rst(self, sid: int, code: int) -> None:
         leg = self.streams.get(sid)
         if leg is not None:
+            self.note_reset(sid, False)
             self.reset_exchange(leg, -1, code)
+        elif self.closed_state(sid) == IDLE:
+            raise fr.H2Error(fr.PROTOCOL_ERROR, f"RST_STREAM on idle stream {sid}")
 
     def on_stream_error(self, sid: int, code: int) -> None:
         leg = self.streams.get(sid)
-        if leg is None:
-            self.write(fr.rst_stream(sid, code))
+        if leg is not None:
+            self.reset_exchange(leg, code, self.peer_error)
+            return
+        state = self.closed_state(sid)
+        if state == IDLE:  # RST_STREAM may not name an idle stream (§6.4): end the connection
+            raise fr.H2Error(code, f"stream error on idle stream {sid}")
+        if state != RESET_BY_US:
+            self.refuse(sid, code)
+
+    def on_headers_error(self, sid: int, block: bytes, code: int) -> None:
+        self.head_of(block)  # the HPACK table follows every block
+        leg = self.streams.get(sid)
+        if leg is not None:
+            self.malformed(leg, "the stream depends on itself")
+        elif self.opens(sid):
+            self.refuse(sid, code)
         else:
-            self.reset_exchange(leg, code, fr.CANCEL)
+            self.stray_headers(sid)
+
+    def opens(self, sid: int) -> bool:
+        """Whether a header block on ``sid`` (not open) opens a new stream; if it does, the
+        stream now counts as opened."""
+        return False
 
     def on_ping(self, opaque: bytes) -> None:
         self.write(fr.ping_ack(opaque))
@@ -722,10 +880,12 @@ class H2Conn(fr.FrameReader, asyncio.Protocol):
             return
         leg = self.streams.get(sid)
         if leg is None:
+            if self.closed_state(sid) == IDLE:
+                raise fr.H2Error(fr.PROTOCOL_ERROR, f"WINDOW_UPDATE on idle stream {sid}")
             return
         window = leg.window + increment
         if window > _MAX_WINDOW:
-            self.reset_exchange(leg, fr.FLOW_CONTROL_ERROR, fr.CANCEL)
+            self.reset_exchange(leg, fr.FLOW_CONTROL_ERROR, self.peer_error)
             return
         leg.window = window
         if leg.queue:

@@ -101,17 +101,26 @@ class FrameReader:
     """Splits a byte stream into frames and calls one ``on_*`` hook per meaningful frame.
 
     Frame-level rules are checked here (sizes, stream 0 vs non-zero, padding, CONTINUATION
-    sequencing, setting ranges); violations raise :class:`H2Error`. DATA payloads are handed on as
-    memoryviews of the received bytes, without copying. PRIORITY and unknown frames are skipped.
+    sequencing, setting ranges, a stream depending on itself); violations raise :class:`H2Error`.
+    DATA payloads are handed on as memoryviews of the received bytes, without copying. PRIORITY
+    and unknown frames are skipped. With ``expect_settings`` the first frame must be a SETTINGS
+    frame, as a connection preface's is (RFC 9113 §3.4).
     """
 
-    def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME, max_block: int = 65536) -> None:
+    def __init__(
+        self,
+        max_frame_size: int = DEFAULT_MAX_FRAME,
+        max_block: int = 65536,
+        expect_settings: bool = False,
+    ) -> None:
         self.max_frame_size = max_frame_size
         self.max_block = max_block
+        self.expect_settings = expect_settings
         self._pending = bytearray()
         self._need = 0
         self._cont_sid = 0
         self._cont_end = False
+        self._cont_error = 0
         self._cont_block = bytearray()
 
     # Hooks, overridden by the connection.
@@ -120,6 +129,10 @@ class FrameReader:
 
     def on_headers(self, sid: int, block: bytes, end: bool) -> None:
         """A complete header block (HEADERS plus any CONTINUATION frames)."""
+
+    def on_headers_error(self, sid: int, block: bytes, code: int) -> None:
+        """A complete header block whose HEADERS frame is a stream error ``code`` (the stream
+        depends on itself): the block must still be decoded (RFC 9113 §4.3)."""
 
     def on_rst(self, sid: int, code: int) -> None:
         """RST_STREAM."""
@@ -153,6 +166,10 @@ class FrameReader:
             pending += data
             self._need = 9
             return
+        if self.expect_settings:
+            if data[3] != SETTINGS or data[4] & ACK:
+                raise H2Error(PROTOCOL_ERROR, "the connection preface is not a SETTINGS frame")
+            self.expect_settings = False
         view = memoryview(data)
         unpack = FRAME_HEADER.unpack_from
         max_frame = self.max_frame_size
@@ -202,6 +219,9 @@ class FrameReader:
             start = 1
         if flags & PRIORITY_FLAG:
             start += 5
+            if end >= start and _U32.unpack_from(payload, start - 5)[0] & MAX_STREAM_ID == sid:
+                self._depends_on_itself(sid, flags, payload[start:end])
+                return
         if end < start:
             raise H2Error(PROTOCOL_ERROR, "HEADERS padding or priority exceeds payload")
         block = payload[start:end]
@@ -210,6 +230,18 @@ class FrameReader:
             return
         self._cont_sid = sid
         self._cont_end = bool(flags & END_STREAM)
+        self._cont_error = 0
+        self._cont_block = bytearray(block)
+
+    def _depends_on_itself(self, sid: int, flags: int, block: memoryview) -> None:
+        """HEADERS whose stream depends on itself: a stream error PROTOCOL_ERROR (RFC 9113
+        §5.3.1), once its header block is complete."""
+        if flags & END_HEADERS:
+            self.on_headers_error(sid, bytes(block), PROTOCOL_ERROR)
+            return
+        self._cont_sid = sid
+        self._cont_end = bool(flags & END_STREAM)
+        self._cont_error = PROTOCOL_ERROR
         self._cont_block = bytearray(block)
 
     def _control(self, ftype: int, flags: int, sid: int, payload: memoryview) -> None:
@@ -224,7 +256,10 @@ class FrameReader:
             if flags & END_HEADERS:
                 self._cont_sid = 0
                 self._cont_block = bytearray()
-                self.on_headers(sid, bytes(block), self._cont_end)
+                if self._cont_error:
+                    self.on_headers_error(sid, bytes(block), self._cont_error)
+                else:
+                    self.on_headers(sid, bytes(block), self._cont_end)
         elif ftype == WINDOW_UPDATE:
             if length != 4:
                 raise H2Error(FRAME_SIZE_ERROR, "WINDOW_UPDATE length")
@@ -262,6 +297,8 @@ class FrameReader:
                 raise H2Error(PROTOCOL_ERROR, "PRIORITY on stream 0")
             if length != 5:
                 self.on_stream_error(sid, FRAME_SIZE_ERROR)
+            elif _U32.unpack_from(payload)[0] & MAX_STREAM_ID == sid:
+                self.on_stream_error(sid, PROTOCOL_ERROR)  # depends on itself
         elif ftype == PUSH_PROMISE:
             raise H2Error(PROTOCOL_ERROR, "PUSH_PROMISE although push is disabled")
 
