@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from weft.proxy.config import DirectionConfig, ProxyConfig
-from weft.proxy.discovery import Endpoint, Router
+from weft.proxy.discovery import Endpoint
 from weft.proxy.metrics import ConnStats, LabelPairs, ProxyMetrics
+from weft.proxy.routing import Router
 from weft.proxy.tap.registry import Fields, RequestFacts, Tapped, Taps
 from weft.proxy.tls import Dialer
 
