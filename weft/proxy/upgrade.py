@@ -310,7 +310,7 @@ class Upgrade(Exchange):
         refused = code == fr.REFUSED_STREAM and not self.started and not self.resent
         if refused and not self.ex.has_body:  # the server never saw it: safe to send again
             ctx = self.down.ctx
-            conn = ctx.h2_pool.acquire(self.endpoint, ctx)
+            conn: ClientConn | None = ctx.h2_pool.acquire(self.endpoint, ctx)
             if conn is not None:
                 self._detach()
                 Upgrade(self.down, self.ex, time.monotonic(), resent=True).send(self.endpoint, conn)
