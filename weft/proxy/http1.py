@@ -118,7 +118,7 @@ class H1Exchange:
         self.response_done = False
         self.reused = False
         self.upstream: H1Upstream | None = None
-        self.h2: Upgrade | None = None
+        self.h2: Upgrade[H1Exchange] | None = None
         self.stats: EndpointStats | None = None
         self.started = 0.0
         self.attempt_started = 0.0
