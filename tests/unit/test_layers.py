@@ -1,6 +1,7 @@
 """The import graph keeps its layers (docs/architecture.md, "Layers"): no module of weft imports
-one that imports it back, even for type checking only; the platform-neutral packages do not use
-the local runtime; the proxy uses no control-plane package; bench/ uses harness/, not tests/.
+one that imports it back, even for type checking only; the proxy's modules import only those
+listed below them there; the platform-neutral packages do not use the local runtime; the proxy
+uses no control-plane package; bench/ uses harness/, not tests/.
 
 Imports are read from the source with ``ast``: every ``import`` and ``from ... import``, at module
 level, inside functions and under ``if TYPE_CHECKING:``.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import itertools
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -166,6 +168,35 @@ def test_weft_does_not_import_its_tests_or_harness() -> None:
 def test_bench_uses_the_harness_not_the_tests() -> None:
     found = forbidden(["bench"], ("tests",))
     assert not found, "\n".join(found)
+
+
+def documented_layers() -> dict[str, tuple[int, int]]:
+    """weft/proxy module → (line, position) in docs/architecture.md's numbered "Layers" list."""
+    text = (REPO / "docs" / "architecture.md").read_text()
+    intro_and_list = text.split("### Layers\n", 1)[1].split("\n\n", 1)[0]
+    lines = re.split(r"\n(?=\d+\. )", intro_and_list)[1:]
+    order = {}
+    for number, line in enumerate(lines):
+        line = re.sub(r"\([^)]*\)", "", line)  # what the parentheses say is not a module
+        for position, name in enumerate(re.findall(r"`([a-z0-9_/]+)`", line)):
+            order["weft.proxy." + name.replace("/", ".")] = (number, position)
+    return order
+
+
+def test_the_proxy_keeps_the_documented_layers() -> None:
+    order = documented_layers()
+    graph = weft_graph()
+    packages = {"weft.proxy", "weft.proxy.h2", "weft.proxy.tap"}
+    modules = [m for m in graph if m.startswith("weft.proxy.") and m not in packages]
+    unlisted = sorted(set(modules) - set(order))
+    assert not unlisted, f"not in docs/architecture.md's Layers list: {unlisted}"
+    upward = [
+        f"{where}: {module} imports {target}, listed after it"
+        for module in modules
+        for target, where in graph[module].items()
+        if target in order and order[target] >= order[module]
+    ]
+    assert not upward, "\n".join(upward)
 
 
 def test_cycles_are_found_and_named() -> None:
