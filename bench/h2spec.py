@@ -35,7 +35,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from tests.loopback import listening  # noqa: E402
+from harness.loopback import listening  # noqa: E402
 
 LISTENER_LINE = re.compile(r"(inbound|outbound) listener on 127\.0\.0\.1:(\d+)")
 START_TIMEOUT = 30.0

@@ -52,8 +52,8 @@ from bench.loadgen import (
     grpc_frame,
 )
 from bench.usage import monitor
-from tests.local_cluster import LocalCluster, metric_total
-from tests.mesh import wait_for
+from harness.local_cluster import LocalCluster, metric_total
+from harness.mesh import wait_for
 
 H1_PORT, H2_PORT = 8080, 8081
 NGINX_PORT = 10080

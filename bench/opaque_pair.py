@@ -1,6 +1,6 @@
 """CPU cost of opaque TCP through a weft proxy pair, plaintext against mTLS.
 
-An outbound and an inbound listener run in this process (``tests/proxy_pair.py``), on loopback;
+An outbound and an inbound listener run in this process (``harness/proxy_pair.py``), on loopback;
 the echo server and the client are separate processes, so this process's CPU time is the two
 proxies' alone. Two loads over one connection each:
 
@@ -27,7 +27,7 @@ import time
 
 import uvloop
 
-from tests.proxy_pair import ProxyPair
+from harness.proxy_pair import ProxyPair
 
 PINGPONG_MESSAGES = 20000
 BULK_CHUNKS = 3000

@@ -1,8 +1,9 @@
 """Two weft proxy pairs in one process, for ``bench/callgrind.py --pair``.
 
 Each pair is a client's outbound listener and a server's inbound listener with mTLS between
-them (``tests/proxy_pair.py`` of the checkout given), the inbound one forwarding to a backend on
-127.0.0.1: one pair in front of the HTTP/1.1 backend, one in front of the h2c gRPC-shaped one.
+them (``harness/proxy_pair.py`` of the checkout given; ``tests/`` in older ones), the inbound one
+forwarding to a backend on 127.0.0.1: one pair in front of the HTTP/1.1 backend, one in front of
+the h2c gRPC-shaped one.
 The outbound endpoint carries discovery's ``h2`` hint, so HTTP/1.1 crosses as HTTP/2
 (``l5d-orig-proto``) where the checkout has it; an older checkout's pair sends it as HTTP/1.1.
 
@@ -15,6 +16,7 @@ listeners), then serves until killed.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import inspect
 import sys
 from pathlib import Path
@@ -26,7 +28,9 @@ def main() -> None:
     sys.path.insert(0, str(checkout))
     import uvloop
 
-    from tests.proxy_pair import ProxyPair
+    # A checkout from before harness/ existed keeps the pair in tests/.
+    module = "harness.proxy_pair" if (checkout / "harness").is_dir() else "tests.proxy_pair"
+    ProxyPair = importlib.import_module(module).ProxyPair
 
     hinted = "h2" in inspect.signature(ProxyPair).parameters
 

@@ -36,8 +36,8 @@ from bench import configs
 from bench.loadgen import GRPC_PATH, H1, H2, Load, LoadGen, grpc_frame
 from bench.mtls import H1_PORT, H2_PORT, manifest
 from bench.usage import monitor, rss_mb
-from tests.local_cluster import LocalCluster
-from tests.mesh import wait_for
+from harness.local_cluster import LocalCluster
+from harness.mesh import wait_for
 
 NAMESPACE = "routed"
 LOADS = (Load(H1, None), Load(H2, None))

@@ -1,7 +1,7 @@
 """Benchmark weft against no proxy, an nginx pair and a haproxy pair, in network namespaces.
 
 Run as root: ``.venv/bin/python bench/run.py [--quick] [--out FILE]``. A client pod and a server
-pod (namespaces on a bridge, from ``tests/mesh.py``) are created once; each scenario is deployed
+pod (namespaces on a bridge, from ``harness/mesh.py``) are created once; each scenario is deployed
 into them in turn, loaded from the client pod, and torn down again. See bench/README.md.
 """
 
@@ -34,7 +34,7 @@ from bench.report import (
     render_report,
 )
 from bench.usage import monitor
-from tests.mesh import Mesh, Pod, Proc
+from harness.mesh import Mesh, Pod, Proc
 from weft.local import proxy_init
 from weft.local.netns import NetnsError
 
@@ -47,7 +47,7 @@ HAPROXY_PAIR_PORT = 10081
 TOOLS = ("ip", "iptables-restore", "setpriv", "ss", "curl", "nginx", "haproxy", "wrk", "h2load")
 FULL_SECONDS = 10
 QUICK_SECONDS = 2
-# What a failing step raises: ours, tests/mesh.py's (assertions; its timeouts are OSErrors),
+# What a failing step raises: ours, harness/mesh.py's (assertions; its timeouts are OSErrors),
 # the netns helpers' and subprocess's.
 FAILURES = (
     BenchError,

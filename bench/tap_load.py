@@ -37,8 +37,14 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from bench.callgrind import GRPC_PATH, listening_socket  # noqa: E402
-from tests.integration.test_identity_service import IDENTITY_SVC, NS, WEB, running  # noqa: E402
-from tests.integration.test_tap import TAP, client_certificate  # noqa: E402
+from harness.identity_service import (  # noqa: E402
+    IDENTITY_SVC,
+    NS,
+    TAP,
+    WEB,
+    client_certificate,
+    running,
+)
 from weft.api import tap_pb2, tap_pb2_grpc  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.mesh import Mesh, netns_skip_reason
+from harness.mesh import Mesh, netns_skip_reason
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

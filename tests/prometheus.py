@@ -19,7 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from tests.mesh import wait_for
+from harness.mesh import wait_for
 from weft.controller.prometheus.config import PrometheusSettings, render_config
 from weft.controller.prometheus.launch import PROMETHEUS_BINARY, PrometheusLaunch
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.local_cluster import APPS, LocalCluster, metric_total, running_cluster
-from tests.mesh import wait_for
+from harness.local_cluster import APPS, LocalCluster, metric_total, running_cluster
+from harness.mesh import wait_for
 
 pytestmark = pytest.mark.netns
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.local_cluster import APPS, LocalCluster
-from tests.mesh import netns_skip_reason, wait_for
+from harness.local_cluster import APPS, LocalCluster
+from harness.mesh import netns_skip_reason, wait_for
 from weft.local.cluster_config import ClusterConfig
 from weft.local.platform import LocalPlatform
 

@@ -27,8 +27,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.local_cluster import LocalCluster, running_cluster
-from tests.mesh import REPO_ROOT, wait_for
+from harness.local_cluster import LocalCluster, running_cluster
+from harness.mesh import REPO_ROOT, wait_for
 from weft.demo.runner import manifest_objects
 from weft.web import manifest
 

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.local_cluster import LocalCluster, metric_total
-from tests.mesh import REPO_ROOT, netns_skip_reason, wait_for
+from harness.local_cluster import LocalCluster, metric_total
+from harness.mesh import REPO_ROOT, netns_skip_reason, wait_for
 
 pytestmark = pytest.mark.netns
 

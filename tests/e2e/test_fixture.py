@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.mesh import APPS_DIR, Mesh, wait_for
+from harness.mesh import APPS_DIR, Mesh, wait_for
 from weft.local import proxy_init
 from weft.local.netns import NETNS_ETC_DIR, Topology, list_netns, run
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.mesh import REPO_ROOT, Mesh, Pod, parse_samples, select, wait_equal
+from harness.mesh import REPO_ROOT, Mesh, Pod, parse_samples, select, wait_equal
 
 pytestmark = pytest.mark.netns
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.mesh import PROXY_GID, Mesh, Pod, parse_samples, total, wait_equal
+from harness.mesh import PROXY_GID, Mesh, Pod, parse_samples, total, wait_equal
 
 pytestmark = pytest.mark.netns
 

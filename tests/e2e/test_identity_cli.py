@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from harness.local_cluster import LocalCluster, running_cluster
+from harness.mesh import REPO_ROOT
 from tests.e2e.test_cluster import app_manifest
-from tests.local_cluster import LocalCluster, running_cluster
-from tests.mesh import REPO_ROOT
 from weft.identity.certs import dns_names, load_certs_pem
 from weft.identity.trust import generate_trust
 

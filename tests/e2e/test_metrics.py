@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.mesh import Mesh, Pod, Sample, parse_samples, select, total, wait_equal, wait_for
+from harness.mesh import Mesh, Pod, Sample, parse_samples, select, total, wait_equal, wait_for
 
 pytestmark = pytest.mark.netns
 

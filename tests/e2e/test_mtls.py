@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
+from harness.local_cluster import APPS, LocalCluster, metric_total, running_cluster
+from harness.mesh import wait_for
 from tests.e2e.test_cluster import app_manifest
-from tests.local_cluster import APPS, LocalCluster, metric_total, running_cluster
-from tests.mesh import wait_for
 from weft.identity import certs, trust
 
 pytestmark = pytest.mark.netns

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from tests.local_cluster import APPS, LocalCluster, running_cluster
-from tests.mesh import Sample, parse_samples, select, wait_for
+from harness.local_cluster import APPS, LocalCluster, running_cluster
+from harness.mesh import Sample, parse_samples, select, wait_for
 
 pytestmark = pytest.mark.netns
 

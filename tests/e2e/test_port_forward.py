@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.local_cluster import APPS, LocalCluster, running_cluster
-from tests.mesh import REPO_ROOT, wait_for
+from harness.local_cluster import APPS, LocalCluster, running_cluster
+from harness.mesh import REPO_ROOT, wait_for
 from weft.local.port_forward import bind
 
 pytestmark = pytest.mark.netns

@@ -15,9 +15,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from harness.local_cluster import APPS, LocalCluster, metric_total, running_cluster
+from harness.mesh import REPO_ROOT, wait_for
 from tests.e2e.test_cluster import app_manifest
-from tests.local_cluster import APPS, LocalCluster, metric_total, running_cluster
-from tests.mesh import REPO_ROOT, wait_for
 from weft.identity import trust
 
 pytestmark = pytest.mark.netns

@@ -39,8 +39,8 @@ import grpc
 import pytest
 import yaml
 
-from tests.local_cluster import APPS, LocalCluster, metric_total, running_cluster
-from tests.mesh import REPO_ROOT, base_env, parse_samples, select, wait_equal, wait_for
+from harness.local_cluster import APPS, LocalCluster, metric_total, running_cluster
+from harness.mesh import REPO_ROOT, base_env, parse_samples, select, wait_equal, wait_for
 from weft.api import destination_pb2, destination_pb2_grpc
 from weft.local import control_plane
 from weft.local.cluster_config import ClusterConfig

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.mesh import Mesh, Pod
+from harness.mesh import Mesh, Pod
 
 pytestmark = pytest.mark.netns
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.mesh import Mesh, Pod, parse_samples, total, wait_equal
+from harness.mesh import Mesh, Pod, parse_samples, total, wait_equal
 
 pytestmark = pytest.mark.netns
 

@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.local_cluster import APPS, LocalCluster, running_cluster
-from tests.mesh import REPO_ROOT, wait_for
+from harness.local_cluster import APPS, LocalCluster, running_cluster
+from harness.mesh import REPO_ROOT, wait_for
 from weft.local import control_plane
 from weft.local.cluster_config import ClusterConfig
 

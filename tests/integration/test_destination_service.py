@@ -18,7 +18,7 @@ import grpc
 import pytest
 from google.protobuf import duration_pb2
 
-from tests.loopback import reserved_port
+from harness.loopback import reserved_port
 from weft.api import destination_pb2 as pb
 from weft.api import destination_pb2_grpc
 from weft.controller.destination.addresses import MeshSettings

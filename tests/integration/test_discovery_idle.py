@@ -13,8 +13,8 @@ from pathlib import Path
 import grpc
 import pytest
 
+from harness.loopback import LoopbackProxy
 from tests.integration.test_destination_service import NS, MemoryPlatform, eventually
-from tests.loopback import LoopbackProxy
 from weft.controller.destination.addresses import MeshSettings
 from weft.controller.destination.service import DestinationService
 

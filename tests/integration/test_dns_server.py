@@ -14,7 +14,7 @@ import dns.message
 import dns.rcode
 import pytest
 
-from tests.mesh import REPO_ROOT, base_env, wait_for
+from harness.mesh import REPO_ROOT, base_env, wait_for
 from weft.local.dns import ClusterRecords, DNSServer, resolv_conf
 from weft.local.netns import Topology
 

@@ -25,8 +25,8 @@ from urllib.parse import urlencode
 
 import pytest
 
-from tests.loopback import refused_port
-from tests.mesh import wait_for
+from harness.loopback import refused_port
+from harness.mesh import wait_for
 from weft.emojivoto.emoji import ALL
 
 TIMEOUT = 10.0

@@ -16,7 +16,7 @@ import grpc
 import grpc.aio
 import pytest
 
-from tests.loopback import refused_port, reserved_port
+from harness.loopback import refused_port, reserved_port
 from weft.grpc_client import calls
 from weft.grpc_client.calls import RpcError
 from weft.grpc_client.channel import Channel

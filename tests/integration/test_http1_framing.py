@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.loopback import LoopbackProxy
+from harness.loopback import LoopbackProxy
 
 
 def _read_exact(f: BufferedIOBase, n: int) -> bytes:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.loopback import LoopbackProxy, wait_for
+from harness.loopback import LoopbackProxy, wait_for
 
 REASON = "proxy max-concurrency exhausted (2 requests in flight)"
 

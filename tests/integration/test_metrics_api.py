@@ -37,8 +37,8 @@ import grpc
 import pytest
 import uvloop
 
-from tests.loopback import LoopbackProxy
-from tests.mesh import wait_for
+from harness.loopback import LoopbackProxy
+from harness.mesh import wait_for
 from tests.prometheus import PrometheusProcess, prometheus_missing
 from weft.controller.destination.addresses import MeshSettings
 from weft.controller.destination.service import DestinationService

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.mesh import base_env, wait_for
+from harness.mesh import base_env, wait_for
 
 _LISTENING = re.compile(r"on 127\.0\.0\.1:(\d+)(?:, admin on 127\.0\.0\.1:(\d+))?")
 

@@ -1,7 +1,7 @@
 """HTTP/1 through a proxy pair that carries it as HTTP/2 (``l5d-orig-proto``), over mTLS.
 
 A client's outbound listener sends to the server's inbound listener with discovery's ``h2``
-hint on the endpoint (``tests/proxy_pair.py``); the app behind the inbound one is
+hint on the endpoint (``harness/proxy_pair.py``); the app behind the inbound one is
 ``tests/e2e/apps/echo.py``, an HTTP/1.1 and HTTP/2 server in its own process that says which
 protocol it was spoken to in (``x-echo-proto``). Clients are h2load and a raw HTTP/1 client on
 sockets, so framing, keep-alive and ``Connection: close`` are seen as the bytes say.
@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tests.local_cluster import APPS
-from tests.mesh import Sample, parse_samples, select, total, wait_for
-from tests.proxy_pair import CLIENT_ID, ProxyPair
+from harness.local_cluster import APPS
+from harness.mesh import Sample, parse_samples, select, total, wait_for
+from harness.proxy_pair import CLIENT_ID, ProxyPair
 from weft.proxy.profiles import Profile, Route
 from weft.proxy.tap.registry import RequestFacts, Tapped
 

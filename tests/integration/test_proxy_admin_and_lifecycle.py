@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.loopback import LoopbackProxy, refused_port, wait_for
+from harness.loopback import LoopbackProxy, refused_port, wait_for
 
 
 class _Slow(BaseHTTPRequestHandler):

@@ -21,17 +21,17 @@ import grpc
 import grpc.aio
 import pytest
 
-from tests.integration.test_destination_service import NS, MemoryPlatform
-from tests.integration.test_discovery_idle import Backend, get, slow_service
-from tests.integration.test_identity_service import (
+from harness.identity_service import (
     DESTINATION_SVC,
     IDENTITY_SVC,
     WEB,
     Running,
+    client_certificate,
     running,
 )
-from tests.integration.test_tap import client_certificate
-from tests.loopback import LoopbackProxy, refused_port
+from harness.loopback import LoopbackProxy, refused_port
+from tests.integration.test_destination_service import NS, MemoryPlatform
+from tests.integration.test_discovery_idle import Backend, get, slow_service
 from weft.controller.destination.addresses import MeshSettings
 from weft.controller.destination.service import DestinationService
 

@@ -19,7 +19,7 @@ from functools import partial
 
 import pytest
 
-from tests.mesh import wait_for
+from harness.mesh import wait_for
 from weft.local import netns as netns_mod
 from weft.local import service_rules
 from weft.local.netns import Topology

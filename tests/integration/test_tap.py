@@ -1,7 +1,7 @@
 """Tap on a real proxy process: ``Tap/Observe`` over mTLS on its control port, and the events of
 real HTTP/1.1 (aiohttp) and gRPC (grpcio) requests through it.
 
-The identity service runs in-process on loopback (``running`` from test_identity_service.py) and
+The identity service runs in-process on loopback (``running`` from harness/identity_service.py) and
 certifies the proxy (as ``web``) and tap clients of any identity. The proxy forwards inbound to an
 aiohttp backend and outbound to a grpcio backend, so both directions are tapped. The proxy binds
 its control port to port 0 and the test reads the bound port from its log.
@@ -24,29 +24,25 @@ import grpc
 import grpc.aio
 import pytest
 from aiohttp import web
-from cryptography import x509
 
-from tests.integration.test_identity_service import (
+from harness.identity_service import (
     IDENTITY_SVC,
     NS,
+    TAP,
     VOTING,
     WEB,
     Running,
-    certify,
-    request_for,
+    client_certificate,
     running,
 )
-from tests.loopback import LoopbackProxy
+from harness.loopback import LoopbackProxy
 from weft.api import http_types_pb2, tap_pb2, tap_pb2_grpc
 from weft.controller.tap.query import TapQuery
 from weft.controller.tap.session import TapFailed, TapSession, TlsMaterial
 from weft.controller.tap.targets import TapTarget
-from weft.identity import certs
-from weft.identity.names import identity_name
 from weft.viz.resources import Resource
 
 TIMEOUT = 15.0
-TAP = identity_name("weft-tap", "weft", "weft", "cluster.local")
 Match = tap_pb2.ObserveRequest.Match
 TapEvent = tap_pb2.TapEvent
 HELLO = b"hello, tap\n"
@@ -204,18 +200,6 @@ async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
                 await asyncio.sleep(0.02)
     except TimeoutError:
         pytest.fail(f"timed out waiting for {what}")
-
-
-async def client_certificate(r: Running, identity: str) -> tuple[bytes, bytes]:
-    """A key and a certificate chain (PEM) for ``identity``, from the identity service."""
-    namespace, service_account = identity.split(".")[1], identity.split(".")[0]
-    key = certs.new_key()
-    token = r.token(namespace, service_account)
-    response = await certify(r, request_for(identity, token, csr=certs.make_csr(key, identity)))
-    chain = [x509.load_der_x509_certificate(response.leaf_certificate)] + [
-        x509.load_der_x509_certificate(c) for c in response.intermediate_certificates
-    ]
-    return certs.key_to_pem(key), certs.certs_to_pem(chain)
 
 
 def refused_port() -> socket.socket:

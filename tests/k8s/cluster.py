@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.mesh import wait_for
+from harness.mesh import wait_for
 
 VERSION = os.environ.get("WEFT_K8S_VERSION", "v1.35.4")
 REPO = Path(__file__).resolve().parents[2]

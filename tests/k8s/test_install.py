@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
+from harness.mesh import wait_for
 from tests.k8s.cluster import REPO, KubeCluster
 from tests.k8s.webhooks import Webhooks
-from tests.mesh import wait_for
 from weft.cli.check_results import GLYPHS
 from weft.k8s.install.webhook_tls import generate
 

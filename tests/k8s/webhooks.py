@@ -15,8 +15,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.mesh import wait_for
 from tests.k8s.cluster import REPO, KubeCluster
-from tests.mesh import wait_for
 
 
 @dataclass

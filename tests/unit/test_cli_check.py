@@ -12,7 +12,8 @@ import pytest
 from cryptography import x509
 
 from weft.cli import check_results as r
-from weft.cli.check import Category, CheckEnv, run_checks
+from weft.cli.check import CheckEnv, run_checks
+from weft.cli.check_results import Category
 from weft.cli.cluster import Ctx
 from weft.cli.identity import time_left, verdict
 from weft.cli.pod_certs import (

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.mesh import REPO_ROOT, wait_for
+from harness.mesh import REPO_ROOT, wait_for
 from weft.demo import prereqs, runner
 from weft.demo.traffic import Edge, edges_seen, identity
 from weft.inject import InjectConfig, InjectError, inject_pod_template

@@ -36,7 +36,7 @@ from h2.exceptions import StreamClosedError
 from h2.settings import SettingCodes, Settings
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.loopback import refused_port
+from harness.loopback import refused_port
 from weft.proxy.config import ProxyConfig
 from weft.proxy.context import ConnContext, ConnTracker, InFlight
 from weft.proxy.downgrade import AppConn

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.mesh import Sample, netns_skip_reason, select, total, wait_equal, wait_for
+from harness.mesh import Sample, netns_skip_reason, select, total, wait_equal, wait_for
 from weft.local import netns
 
 

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from weft.local import proxy_init
-from weft.local.proxy_init import ProxyInitConfig, normalise_ports, render, render_removal
+from weft.local.proxy_init import ProxyInitConfig, render, render_removal
+from weft.ports import normalise_ports
 
 if TYPE_CHECKING:
     from tests.conftest import GoldenChecker

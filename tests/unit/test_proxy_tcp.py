@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from tests.proxy_pair import ProxyPair
+from harness.proxy_pair import ProxyPair
 
 pytestmark = pytest.mark.anyio
 

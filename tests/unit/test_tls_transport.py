@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.proxy_pair import CLIENT_ID, SERVER_ID, issued_identity
+from harness.proxy_pair import CLIENT_ID, SERVER_ID, issued_identity
 from weft.identity import trust
 from weft.identity.client import LocalIdentity
 from weft.proxy.tls_transport import TlsTransport, accept_tls, connect_tls

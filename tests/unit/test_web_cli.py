@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 import pytest
 
-from tests.mesh import wait_for
+from harness.mesh import wait_for
 from weft.cli.dashboard import browser_command, open_browser, parse_wait, ready_addresses
 from weft.resources.checks import check_apply
 from weft.resources.load import parse_manifest_text

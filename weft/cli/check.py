@@ -23,7 +23,7 @@ import click
 from cryptography import x509
 
 from weft.cli import check_results as results
-from weft.cli.check_results import CheckResult, ProxyCert, Report
+from weft.cli.check_results import Category, CheckResult, ProxyCert, Report
 from weft.cli.cluster import Ctx
 from weft.cli.pod_certs import cluster_options, mesh_settings, probe, target_for
 from weft.identity.certs import CertError, load_certs_pem
@@ -61,18 +61,6 @@ class Env(Protocol):
     """What running categories needs of their environment: a stack closed at the end."""
 
     stack: contextlib.AsyncExitStack
-
-
-# A category's checks; it takes the environment its command made (local or Kubernetes).
-Run = Callable[[Any], AsyncGenerator[CheckResult, None]]
-
-
-@dataclass(frozen=True)
-class Category:
-    """A named section of checks."""
-
-    name: str
-    run: Run
 
 
 # -- weft-local-cluster -------------------------------------------------------------------

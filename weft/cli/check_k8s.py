@@ -22,8 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from weft.cli import check_results as results
-from weft.cli.check import Category
-from weft.cli.check_results import CheckResult
+from weft.cli.check_results import Category, CheckResult
 from weft.identity.certs import CertError, load_certs_pem
 from weft.inject.config import installed_version
 from weft.k8s import check_results as k8s

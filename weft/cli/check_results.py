@@ -1,8 +1,9 @@
-"""``weft check``'s checks over gathered data, and how their results are printed (all pure)."""
+"""``weft check``'s categories, its checks over gathered data, and how their results are printed
+(all pure)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -43,6 +44,18 @@ class CheckResult:
     def failed(self) -> bool:
         """Whether the check failed (warnings do not)."""
         return self.status == "error"
+
+
+# A category's checks; it takes the environment its command made (local or Kubernetes).
+Run = Callable[[Any], AsyncGenerator[CheckResult, None]]
+
+
+@dataclass(frozen=True)
+class Category:
+    """A named section of checks."""
+
+    name: str
+    run: Run
 
 
 def passed(description: str, detail: str = "") -> CheckResult:

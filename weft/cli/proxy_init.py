@@ -11,6 +11,7 @@ import click
 
 from weft.local import proxy_init as rules_mod
 from weft.local.netns import NetnsError, check_netns_name
+from weft.ports import normalise_ports
 
 # Largest uid/gid (2**32 - 1 means "no id").
 _MAX_ID = 2**32 - 2
@@ -33,7 +34,7 @@ def _number(option: str, text: str, low: int, high: int) -> int:
 
 def _ports(option: str, specs: Sequence[str]) -> tuple[str, ...]:
     try:
-        return rules_mod.normalise_ports(specs)
+        return normalise_ports(specs)
     except ValueError as exc:
         raise ProxyInitFailed(f"{option}: {exc}") from None
 

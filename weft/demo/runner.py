@@ -38,11 +38,10 @@ from weft.cli.check import (
     IDENTITY,
     IDENTITY_DATA_PLANE,
     LOCAL_CLUSTER,
-    Category,
     CheckEnv,
     run_checks,
 )
-from weft.cli.check_results import pod_ready
+from weft.cli.check_results import Category, pod_ready
 from weft.cli.cluster import Ctx
 from weft.cli.stat_output import StatRow, parse_rows, render_table, shown
 from weft.cli.viz_client import VizClient, VizError

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from weft.inject.config import InjectConfig
-from weft.local.proxy_init import normalise_ports
+from weft.ports import normalise_ports
 from weft.proxy.config import ConfigError, parse_duration
 from weft.proxy.log import LogFilterError, parse_filter
 from weft.resources.profiles import parse_quantity

@@ -12,10 +12,9 @@ from typing import TYPE_CHECKING
 from weft.proxy.admin import AdminState, start_admin
 from weft.proxy.config import ConfigError, ProxyConfig
 from weft.proxy.context import INBOUND, OUTBOUND, ConnTracker
-from weft.proxy.discovery import Router
 from weft.proxy.log import LogControl
 from weft.proxy.metrics import ProxyMetrics
-from weft.proxy.routing import OriginalDestination
+from weft.proxy.routing import OriginalDestination, Router
 from weft.proxy.server import Listener
 from weft.proxy.tap.registry import Taps
 

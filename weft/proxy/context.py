@@ -7,18 +7,16 @@ import socket
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from weft.proxy.config import DirectionConfig, ProxyConfig
-from weft.proxy.discovery import Endpoint, Router
+from weft.proxy.discovery import Endpoint
 from weft.proxy.metrics import ConnStats, LabelPairs, ProxyMetrics
+from weft.proxy.routing import Router
 from weft.proxy.tap.registry import Fields, RequestFacts, Tapped, Taps
 from weft.proxy.tls import Dialer
 
 if TYPE_CHECKING:
-    from weft.proxy.downgrade import AppConn
-    from weft.proxy.http1 import H1Pool, H1Upstream
-    from weft.proxy.http2 import H2Pool
     from weft.proxy.profiles import Route
 
 Addr = tuple[str, int]
@@ -53,6 +51,37 @@ class InFlight:
     def __init__(self, limit: int) -> None:
         self.count = 0
         self.limit = limit
+
+
+C = TypeVar("C")
+
+
+class IdlePool(Protocol[C]):
+    """Idle keep-alive connections per endpoint (``http1.H1Pool``). The handlers above this
+    module own the connection classes, so the context holds ``IdlePool[Any]`` and each handler
+    names its own class where it takes one."""
+
+    def take(self, endpoint: Endpoint) -> C | None:
+        """An idle connection to ``endpoint``, if there is one."""
+        ...
+
+    def put(self, conn: C, idle_timeout: float, max_idle: int) -> None:
+        """Keep ``conn`` for reuse."""
+
+    def forget(self, conn: C) -> None:
+        """Drop a closed connection."""
+
+
+class StreamPool(Protocol):
+    """The shared upstream HTTP/2 connections of a listener (``h2.pool.H2Pool``)."""
+
+    def acquire(self, endpoint: Endpoint, ctx: ConnContext) -> Any:
+        """A connection to ``endpoint`` with room for a stream (``h2.pool.ClientConn``), or None
+        when every one is at the server's stream limit."""
+
+    def room(self, endpoint: Endpoint) -> asyncio.Future[None]:
+        """A future done when a stream to ``endpoint`` closes."""
+        ...
 
 
 class Drainable(Protocol):
@@ -113,9 +142,9 @@ class ConnContext:
     metrics: ProxyMetrics
     router: Router
     tracker: ConnTracker
-    h1_pool: H1Pool[H1Upstream]
-    h2_pool: H2Pool
-    downgrade_pool: H1Pool[AppConn]  # HTTP/1 connections to the app for l5d-orig-proto requests
+    h1_pool: IdlePool[Any]  # http1.H1Pool[H1Upstream]
+    h2_pool: StreamPool
+    downgrade_pool: IdlePool[Any]  # H1Pool[downgrade.AppConn]: for l5d-orig-proto requests
     peer: Addr
     orig_dst: Addr | None
     target: Addr | None

@@ -1,18 +1,14 @@
-"""Where a request or connection goes: the seam service discovery plugs into.
+"""What discovery yields: endpoints, the concrete addresses requests and connections go to.
 
-A :class:`Router` maps a request's logical name (or, without one, the connection's original
-destination) to a :class:`~weft.proxy.routing.Logical` destination, which holds the profile its
-requests follow and picks an endpoint for each of them.
+The :class:`~weft.proxy.routing.Router` (the seam service discovery plugs into) maps names to
+logical destinations, which pick among these.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import NamedTuple
 
 from weft.proxy.metrics import LabelPairs
-
-if TYPE_CHECKING:
-    from weft.proxy.routing import Logical
 
 Addr = tuple[str, int]
 
@@ -27,13 +23,3 @@ class Endpoint(NamedTuple):
     labels: LabelPairs = ()
     identity: str | None = None
     h2: bool = False
-
-
-class Router(Protocol):
-    """Chooses the logical destination of requests and connections."""
-
-    def logical(self, name: str | None, target: Addr | None) -> Logical:
-        """The destination of a request named ``name`` (``l5d-dst-override``, ``:authority`` or
-        ``Host``; ``None`` for opaque TCP) on a connection whose original destination (or
-        configured forward address) is ``target``."""
-        ...

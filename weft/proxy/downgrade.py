@@ -113,7 +113,7 @@ def tap_fields(head: Head, client_id: bytes | None) -> h1head.Headers:
 
 def acquire(ctx: ConnContext, endpoint: Endpoint) -> AppConn:
     """An idle connection to ``endpoint`` from the pool, else a new one (being dialled)."""
-    conn = ctx.downgrade_pool.take(endpoint)
+    conn: AppConn | None = ctx.downgrade_pool.take(endpoint)
     if conn is not None:
         conn.reused = True
         return conn

@@ -47,6 +47,7 @@ from weft.proxy.errors import (
     streams_exhausted,
     upstream_reset,
 )
+from weft.proxy.h2.pool import ClientConn
 from weft.proxy.metrics import ConnStats, EndpointStats
 from weft.proxy.routing import Logical
 from weft.proxy.tap.registry import Tapped
@@ -117,7 +118,7 @@ class H1Exchange:
         self.response_done = False
         self.reused = False
         self.upstream: H1Upstream | None = None
-        self.h2: Upgrade | None = None
+        self.h2: Upgrade[H1Exchange] | None = None
         self.stats: EndpointStats | None = None
         self.started = 0.0
         self.attempt_started = 0.0
@@ -424,7 +425,7 @@ class H1Server(asyncio.Protocol):
                         self._wait(ex, changed, ex.deadline - now, lambda: self._attempt(ex))
                         return
                 raise no_endpoints(ex.logical.name or ex.authority)
-            conn = None
+            conn: ClientConn | None = None
             if load.endpoint.h2 and not ex.tunnel:  # HTTP/1 to a meshed peer crosses as HTTP/2
                 conn = ctx.h2_pool.acquire(load.endpoint, ctx)
                 if conn is None:  # every connection there is at the server's stream limit
@@ -454,7 +455,7 @@ class H1Server(asyncio.Protocol):
             return
         if not ex.head:
             ex.head = h1head.request_head(ex.method, ex.url, ex.headers, ex.chunked)
-        up = ctx.h1_pool.take(endpoint)
+        up: H1Upstream | None = ctx.h1_pool.take(endpoint)
         if up is not None:
             ex.reused = True
             up.attach(ex, self)

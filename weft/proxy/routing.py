@@ -3,7 +3,9 @@
 A :class:`Logical` is what a request's name (or its connection's original destination) stands
 for. The standalone proxy has one, which sends everything to the original destination; with a
 destination service each name gets its own (``weft.proxy.destination``), with the routes, retry
-budget and traffic split of its profile and endpoints balanced by :mod:`weft.proxy.balance`.
+budget and traffic split of its profile and endpoints balanced by :mod:`weft.proxy.balance`. A
+:class:`Router` (the seam service discovery plugs into) maps a request's name, or without one its
+connection's original destination, to its logical destination.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import time
+from typing import Protocol
 
 from weft.proxy.balance import Load
 from weft.proxy.budget import RetryBudget
@@ -83,6 +86,16 @@ class Logical:
             profile.retry_ttl,
         ):
             self._budget = None
+
+
+class Router(Protocol):
+    """Chooses the logical destination of requests and connections."""
+
+    def logical(self, name: str | None, target: Addr | None) -> Logical:
+        """The destination of a request named ``name`` (``l5d-dst-override``, ``:authority`` or
+        ``Host``; ``None`` for opaque TCP) on a connection whose original destination (or
+        configured forward address) is ``target``."""
+        ...
 
 
 class OriginalDestination:

@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, cast
 from weft.proxy.config import DirectionConfig, ProxyConfig
 from weft.proxy.context import INBOUND, Addr, ConnContext, ConnTracker, InFlight, original_dst
 from weft.proxy.detect import MAX_DETECT_BYTES, Protocol, detect
-from weft.proxy.discovery import Router
 from weft.proxy.downgrade import AppConn
 from weft.proxy.http1 import H1Pool, H1Upstream, serve_http1
 from weft.proxy.http2 import H2Pool, serve_http2
 from weft.proxy.metrics import LabelPairs, ProxyMetrics
+from weft.proxy.routing import Router
 from weft.proxy.tap.registry import Taps
 from weft.proxy.tcp import serve_opaque
 from weft.proxy.tls import (

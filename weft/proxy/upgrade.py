@@ -2,7 +2,9 @@
 listener's shared connection (Linkerd's orig-proto upgrade), and the response comes back to the
 HTTP/1 client as HTTP/1.1.
 
-:class:`Upgrade` is one attempt of an :class:`~weft.proxy.http1.H1Exchange`. It is the stream's
+:class:`Upgrade` is one attempt of an :class:`~weft.proxy.http1.H1Exchange` (what it uses of the
+exchange and of its :class:`~weft.proxy.http1.H1Server` is :class:`H1Request` and
+:class:`H1Client`: ``http1`` imports this module, not the other way round). It is the stream's
 :class:`~weft.proxy.h2.connection.Exchange` for the upstream connection (which counts nothing
 itself: the HTTP/1 exchange keeps its endpoint, route and tap accounting, so the request is
 counted as HTTP/1) and the owner of the stream's HTTP/1 side (a ``LegOwner``): what the upstream
@@ -23,8 +25,9 @@ leg receives is written to the client, framed as HTTP/1.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from weft.proxy import h1head, orig_proto
 from weft.proxy.errors import ProxyError, upstream_reset
@@ -34,9 +37,11 @@ from weft.proxy.h2.heads import Head, block_fields
 from weft.proxy.h2.hpack_codec import encode_field
 
 if TYPE_CHECKING:
+    from weft.proxy.context import ConnContext
     from weft.proxy.discovery import Endpoint
+    from weft.proxy.dispatch import Dispatch
     from weft.proxy.h2.pool import ClientConn
-    from weft.proxy.http1 import H1Exchange, H1Server
+    from weft.proxy.tap.registry import Tapped
 
 HIGH_WATER = 65536  # request body bytes not yet sent upstream that pause the client
 LOW_WATER = 16384  # ... and resume it
@@ -49,6 +54,68 @@ HEAD_REQUEST = Head([(b":method", b"HEAD")])
 _responses: dict[bytes, orig_proto.Response] = {}
 # (block, client's version, no body, END_STREAM on it, close) -> the HTTP/1 head written
 _heads: dict[tuple[bytes, bytes, bool, bool, bool], bytes] = {}
+
+
+class H1Request(Protocol):
+    """What an attempt uses of its HTTP/1 exchange (``http1.H1Exchange``)."""
+
+    method: bytes
+    url: bytes
+    version: bytes
+    headers: h1head.Headers
+    pending: list[bytes]
+    has_body: bool
+    head_request: bool
+    keep_alive: bool
+    request_done: bool
+    response_started: bool
+    response_done: bool
+    dispatch: Dispatch | None
+    tap: Tapped | None
+    h2: Upgrade[Any] | None
+
+
+E = TypeVar("E", bound=H1Request)
+E_contra = TypeVar("E_contra", bound=H1Request, contravariant=True)
+
+
+class H1Client(Protocol[E_contra]):
+    """What an attempt uses of the HTTP/1 connection it answers (``http1.H1Server``)."""
+
+    ctx: ConnContext
+    transport: asyncio.Transport
+    draining: bool
+    writing_paused: bool
+    corked: list[bytes | memoryview] | None
+
+    def write(self, data: bytes | memoryview) -> None:
+        """Write to the client (held while corked)."""
+
+    def cork(self) -> None:
+        """Hold writes until :meth:`uncork`."""
+
+    def uncork(self) -> None:
+        """Write what was held, in one piece."""
+
+    def abort(self) -> None:
+        """Close the client's connection now."""
+
+    def respond_error(self, ex: E_contra, err: ProxyError) -> None:
+        """Answer ``ex`` with the proxy's error response."""
+
+    def response_complete(self, ex: E_contra) -> None:
+        """``ex``'s response was written in full."""
+
+    def exchange_done(self, ex: E_contra, status: int, error: str | None = None) -> None:
+        """Count the end of ``ex``."""
+
+    def attempt_done(
+        self, ex: E_contra, status: int, error: str | None = None, now: float | None = None
+    ) -> None:
+        """Count the end of ``ex``'s attempt in flight."""
+
+    def retry(self, ex: E_contra) -> None:
+        """Send ``ex`` again (its route retries the response dropped)."""
 
 
 def response_of(block: bytes) -> orig_proto.Response:
@@ -66,7 +133,7 @@ def response_of(block: bytes) -> orig_proto.Response:
 _blocks: dict[tuple[bytes, bytes, bytes, tuple[tuple[bytes, bytes], ...]], bytes] = {}
 
 
-def request_block(ex: H1Exchange) -> bytes:
+def request_block(ex: H1Request) -> bytes:
     """The HTTP/2 header block of an HTTP/1 exchange's request (cached: clients repeat theirs)."""
     key = (ex.method, ex.url, ex.version, tuple(ex.headers))
     block = _blocks.get(key)
@@ -79,7 +146,7 @@ def request_block(ex: H1Exchange) -> bytes:
     return block
 
 
-class Upgrade(Exchange):
+class Upgrade(Exchange, Generic[E]):
     """One attempt of an HTTP/1 exchange as an HTTP/2 stream (see the module docstring)."""
 
     __slots__ = (
@@ -100,7 +167,7 @@ class Upgrade(Exchange):
         "up",
     )
 
-    def __init__(self, down: H1Server, ex: H1Exchange, now: float, resent: bool = False) -> None:
+    def __init__(self, down: H1Client[E], ex: E, now: float, resent: bool = False) -> None:
         super().__init__(now, HEAD_REQUEST if ex.head_request else NO_HEAD, b"")
         self.down = down
         self.ex = ex
@@ -313,7 +380,7 @@ class Upgrade(Exchange):
         refused = code == fr.REFUSED_STREAM and not self.started and not self.resent
         if refused and not self.ex.has_body:  # the server never saw it: safe to send again
             ctx = self.down.ctx
-            conn = ctx.h2_pool.acquire(self.endpoint, ctx)
+            conn: ClientConn | None = ctx.h2_pool.acquire(self.endpoint, ctx)
             if conn is not None:
                 self._detach()
                 Upgrade(self.down, self.ex, time.monotonic(), resent=True).send(self.endpoint, conn)

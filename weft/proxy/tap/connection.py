@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING, cast
+from typing import Protocol, cast
 
 import h2.config
 import h2.connection
@@ -23,11 +23,9 @@ from google.protobuf.message import DecodeError
 from weft.api import tap_pb2
 from weft.proxy.tap import wire
 from weft.proxy.tap.match import MatchError, compile_match
+from weft.proxy.tap.registry import Taps
 from weft.proxy.tap.stream import TapStream
 from weft.proxy.tls import peer_identity
-
-if TYPE_CHECKING:
-    from weft.proxy.tap.server import ControlServer
 
 log = logging.getLogger("weft.proxy.tap")
 
@@ -49,10 +47,22 @@ class _Call:
         self.tap: TapStream | None = None
 
 
+class Server(Protocol):
+    """What a connection uses of the control server that accepted it (``server.ControlServer``,
+    which imports this module on its first connection)."""
+
+    taps: Taps
+    conns: set[ControlConnection]
+    next_base: int  # the next tap's id base
+
+    def denial(self, client_id: str | None) -> str | None:
+        """Why a client with this identity may not tap (None: it may)."""
+
+
 class ControlConnection(asyncio.Protocol):
     """An HTTP/2 connection from a tap client (after its TLS handshake)."""
 
-    def __init__(self, server: ControlServer) -> None:
+    def __init__(self, server: Server) -> None:
         self.server = server
         config = h2.config.H2Configuration(client_side=False, header_encoding=None)
         self.conn = h2.connection.H2Connection(config=config)

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.mesh import REPO_ROOT, netns_skip_reason, wait_for
+from harness.mesh import REPO_ROOT, netns_skip_reason, wait_for
 from weft.local import netns as ns
 from weft.local.cluster_config import ClusterConfig
 

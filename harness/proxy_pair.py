@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from tests.mesh import parse_samples, total
+from harness.mesh import parse_samples, total
 from weft.identity import certs, trust
 from weft.identity.client import LocalIdentity
 from weft.identity.config import IdentityConfig
