@@ -84,10 +84,12 @@ def claims(namespace: str, service_account: str, pod: str) -> tokens.Claims:
 # -- running the service ------------------------------------------------------------------
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    """Wait until ``await check()`` is true, failing after :data:`TIMEOUT`."""
+async def eventually(
+    check: Callable[[], Awaitable[bool]], what: str, timeout: float = TIMEOUT
+) -> None:
+    """Wait until ``await check()`` is true, failing after ``timeout`` seconds."""
     try:
-        async with asyncio.timeout(TIMEOUT):
+        async with asyncio.timeout(timeout):
             while not await check():
                 await asyncio.sleep(0.02)
     except TimeoutError:

@@ -13,7 +13,7 @@ import asyncio
 import re
 import socket
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +33,7 @@ from harness.identity_service import (
     WEB,
     Running,
     client_certificate,
+    eventually,
     running,
 )
 from harness.loopback import LoopbackProxy
@@ -171,7 +172,9 @@ class Mesh:
 
     async def wait_gauge(self, value: float) -> None:
         """Wait until ``value`` taps are being served."""
-        await eventually(lambda: _equals(self.gauge(), value), f"tap_observe_streams {value}")
+        await eventually(
+            lambda: _equals(self.gauge(), value), f"tap_observe_streams {value}", TIMEOUT
+        )
 
     async def tap_channel(
         self, identity: str | None = TAP, key_and_chain: tuple[bytes, bytes] | None = None
@@ -190,16 +193,6 @@ class Mesh:
 
 async def _equals(value: Awaitable[float], expected: float) -> bool:
     return await value == expected
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    """Wait until ``await check()`` is true, failing after :data:`TIMEOUT`."""
-    try:
-        async with asyncio.timeout(TIMEOUT):
-            while not await check():
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        pytest.fail(f"timed out waiting for {what}")
 
 
 def refused_port() -> socket.socket:
@@ -246,7 +239,7 @@ async def mesh(
                 bound.append(int(found.group(1)))
             return bool(found)
 
-        await eventually(control_port, "the proxy's tap server")
+        await eventually(control_port, "the proxy's tap server", TIMEOUT)
         http = await stack.enter_async_context(aiohttp.ClientSession())
         channel = await stack.enter_async_context(
             grpc.aio.insecure_channel(f"127.0.0.1:{proxy.outbound}")
@@ -589,7 +582,7 @@ async def test_a_client_without_a_certificate_fails_the_handshake(tmp_path: Path
         async def refused() -> bool:
             return "tap server: refused TLS from" in m.proxy.log_path.read_text()
 
-        await eventually(refused, "the proxy to log the refused handshake")
+        await eventually(refused, "the proxy to log the refused handshake", TIMEOUT)
 
 
 @pytest.mark.anyio
@@ -604,7 +597,7 @@ async def test_cancelling_the_client_frees_the_tap(tmp_path: Path) -> None:
         async def reported() -> bool:
             return len(observer.events) == 3
 
-        await eventually(reported, "the request's three events")
+        await eventually(reported, "the request's three events", TIMEOUT)
         observer.call.cancel()
         await m.wait_gauge(0)
         async with m.http.get(m.url("/hello")) as rsp:
