@@ -470,6 +470,9 @@ class AppConn(asyncio.Protocol):
 
     def _finished(self) -> None:
         """Both messages are complete: back to the pool, or closed."""
+        leg = self.leg
+        if leg is not None:
+            leg.peer = None  # the client's leg keeps its link: no reference cycle left
         self.leg = None
         self.request = None
         if self.reading_paused:

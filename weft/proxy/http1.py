@@ -137,7 +137,7 @@ class Pooled(Protocol):
     endpoint: Endpoint
     transport: asyncio.Transport
     idle_timer: asyncio.TimerHandle | None
-    idle_since: float  # loop time it last went into the pool
+    idle_since: float  # time.monotonic() when it last went into the pool
 
     def expire(self) -> None:
         """The idle timeout passed: close."""
@@ -173,9 +173,9 @@ class H1Pool(Generic[C]):
             conn.transport.close()
             return
         conns.append(conn)
-        loop = asyncio.get_running_loop()
-        conn.idle_since = loop.time()
+        conn.idle_since = time.monotonic()  # get_running_loop() would cost a getpid() syscall
         if conn.idle_timer is None:
+            loop = asyncio.get_running_loop()
             conn.idle_timer = loop.call_later(idle_timeout, self._expire, conn, idle_timeout)
 
     def _expire(self, conn: C, idle_timeout: float) -> None:
@@ -183,9 +183,9 @@ class H1Pool(Generic[C]):
         conns = self.idle.get(conn.endpoint)
         if not conns or conn not in conns:
             return  # in use: it is timed again when it comes back
-        loop = asyncio.get_running_loop()
-        left = conn.idle_since + idle_timeout - loop.time()
+        left = conn.idle_since + idle_timeout - time.monotonic()
         if left > 0:
+            loop = asyncio.get_running_loop()
             conn.idle_timer = loop.call_later(left, self._expire, conn, idle_timeout)
             return
         self.forget(conn)

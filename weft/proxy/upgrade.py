@@ -367,9 +367,14 @@ class Upgrade(Exchange):
         up.conn.reset_leg(up, code)
 
     def _detach(self) -> None:
-        """This attempt is over: the exchange no longer points at it."""
+        """This attempt is over: the exchange no longer points at it, and it lets go of its
+        legs (the upstream leg still reaches it until its stream closes), so that nothing of it
+        is left in a reference cycle: freed by reference counting, not the garbage collector."""
         self.done = True
-        self.leg.closed = True
+        leg = self.leg
+        leg.closed = True
+        leg.peer = None
+        del self.leg, self.up
         self.ex.h2 = None
         self._resume_reading()
 

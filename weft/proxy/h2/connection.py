@@ -97,8 +97,10 @@ def flush_all() -> None:
     while _dirty:
         conn = _dirty.pop()
         if conn.shared():
-            loop = asyncio.get_running_loop()
-            if not _later or _later_loop is not loop:
+            # A flush is already due on the loop running now (one loop runs at a time on this
+            # thread), else one is scheduled; get_running_loop() costs a getpid() syscall.
+            if not _later or _later_loop is None or not _later_loop.is_running():
+                loop = asyncio.get_running_loop()
                 _later.clear()  # only ever left by a loop that stopped before flushing it
                 _later_loop = loop
                 loop.call_soon(_flush_later)
@@ -616,6 +618,9 @@ class H2Conn(fr.FrameReader, asyncio.Protocol):
             return
         leg.closed = True
         del self.streams[leg.sid]
+        peer = leg.peer
+        if peer is not None and peer.closed:  # the exchange is over: no reference cycle left
+            leg.peer = peer.peer = None
         self.stream_closed()
 
     def discard_leg(self, leg: Leg) -> None:
