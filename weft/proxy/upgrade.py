@@ -41,7 +41,10 @@ if TYPE_CHECKING:
 HIGH_WATER = 65536  # request body bytes not yet sent upstream that pause the client
 LOW_WATER = 16384  # ... and resume it
 RESPONSE_CACHE_SIZE = 256  # entries of each head cache
+# The exchange's own head stands for the request only where the upstream connection looks at it:
+# a response to HEAD may announce a content-length its (empty) body does not have.
 NO_HEAD = Head([])
+HEAD_REQUEST = Head([(b":method", b"HEAD")])
 
 _responses: dict[bytes, orig_proto.Response] = {}
 # (block, client's version, no body, END_STREAM on it, close) -> the HTTP/1 head written
@@ -98,7 +101,7 @@ class Upgrade(Exchange):
     )
 
     def __init__(self, down: H1Server, ex: H1Exchange, now: float, resent: bool = False) -> None:
-        super().__init__(now, NO_HEAD, b"")
+        super().__init__(now, HEAD_REQUEST if ex.head_request else NO_HEAD, b"")
         self.down = down
         self.ex = ex
         self.dispatch = ex.dispatch  # the upstream connection asks it whether to retry
