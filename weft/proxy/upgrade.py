@@ -68,15 +68,25 @@ _blocks: dict[tuple[bytes, bytes, bytes, tuple[tuple[bytes, bytes], ...]], bytes
 
 def request_block(ex: H1Exchange) -> bytes:
     """The HTTP/2 header block of an HTTP/1 exchange's request (cached: clients repeat theirs)."""
+    known = ex.known
+    if known is not None:  # with the head it came from
+        block = known.blocks.get(ex.version)
+        if block is None:
+            block = known.blocks[ex.version] = _encode_request(ex)
+        return block
     key = (ex.method, ex.url, ex.version, tuple(ex.headers))
     block = _blocks.get(key)
     if block is None:
-        fields = orig_proto.request_fields(ex.method, ex.url, ex.headers, ex.version)
-        block = b"".join([encode_field(name, value) for name, value in fields])
+        block = _encode_request(ex)
         if len(_blocks) >= RESPONSE_CACHE_SIZE:
             _blocks.clear()
         _blocks[key] = block
     return block
+
+
+def _encode_request(ex: H1Exchange) -> bytes:
+    fields = orig_proto.request_fields(ex.method, ex.url, ex.headers, ex.version)
+    return b"".join([encode_field(name, value) for name, value in fields])
 
 
 class Upgrade(Exchange):
