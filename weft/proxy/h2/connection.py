@@ -97,12 +97,13 @@ def flush_all() -> None:
     while _dirty:
         conn = _dirty.pop()
         if conn.shared():
-            # A flush is already due on the loop running now (one loop runs at a time on this
-            # thread), else one is scheduled; get_running_loop() costs a getpid() syscall.
-            if not _later or _later_loop is None or not _later_loop.is_running():
-                loop = asyncio.get_running_loop()
+            # One loop runs at a time on this thread: the last one seen, while it runs, is the
+            # running one (asyncio.get_running_loop() costs a getpid() syscall).
+            loop = _later_loop
+            if loop is None or not loop.is_running():
+                loop = _later_loop = asyncio.get_running_loop()
                 _later.clear()  # only ever left by a loop that stopped before flushing it
-                _later_loop = loop
+            if not _later:
                 loop.call_soon(_flush_later)
             _later.append(conn)
         else:
