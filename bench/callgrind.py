@@ -188,9 +188,10 @@ class Proxy:
                 self.proc.wait(10)
 
 
-def h2load(proto: str, port: int, requests: int, body: Path) -> None:
-    """``requests`` requests, one connection, one at a time; fails unless all succeed."""
-    cmd = ["h2load", "-n", str(requests), "-c", "1", "-m", "1"]
+def h2load(proto: str, port: int, requests: int, body: Path, clients: int = 1) -> None:
+    """``requests`` requests over ``clients`` connections, one at a time on each; fails unless
+    all succeed."""
+    cmd = ["h2load", "-n", str(requests), "-c", str(clients), "-m", "1"]
     if proto == "h1":
         cmd += ["--h1", f"http://127.0.0.1:{port}/"]
     else:
@@ -215,9 +216,9 @@ def measure(
         result = {}
         ports = (("h1", "h1"), ("grpc", "grpc")) if args.pair else LISTENERS
         for proto, direction in ports:
-            h2load(proto, proxy.ports[direction], args.warmup, body)
+            h2load(proto, proxy.ports[direction], args.warmup, body, args.clients)
             proxy.control("-z")
-            h2load(proto, proxy.ports[direction], args.requests, body)
+            h2load(proto, proxy.ports[direction], args.requests, body, args.clients)
             result[proto] = proxy.dump() / args.requests
         return result
     finally:
@@ -238,6 +239,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=2000, help="measured requests per protocol")
     parser.add_argument("--warmup", type=int, default=500, help="requests before counting")
     parser.add_argument("--rounds", type=int, default=1, help="measurements per checkout")
+    parser.add_argument(
+        "--clients",
+        type=int,
+        default=1,
+        help="concurrent h2load connections (one request at a time on each): with more than one, "
+        "what the proxies batch per turn of their event loop is counted too",
+    )
     parser.add_argument(
         "--pair", action="store_true", help="a client's and a server's proxy (mTLS) per request"
     )

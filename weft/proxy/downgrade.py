@@ -402,7 +402,8 @@ class AppConn(asyncio.Protocol):
         if status == 101:
             self._failed("the app switched protocols")
             return
-        response = response_of(status, parser.get_http_version().encode(), headers)
+        version = parser.get_http_version()
+        response = response_of(status, b"1.1" if version == "1.1" else version.encode(), headers)
         if status < 200:
             self._to_client(leg, response.block, None, False)
             return
@@ -470,6 +471,9 @@ class AppConn(asyncio.Protocol):
 
     def _finished(self) -> None:
         """Both messages are complete: back to the pool, or closed."""
+        leg = self.leg
+        if leg is not None:
+            leg.peer = None  # the client's leg keeps its link: no reference cycle left
         self.leg = None
         self.request = None
         if self.reading_paused:

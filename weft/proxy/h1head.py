@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from http import HTTPStatus
 
 # Headers that describe one connection, never forwarded (RFC 9110 §7.6.1, RFC 9112).
@@ -93,6 +94,54 @@ def request_facts(headers: Headers) -> tuple[bool, bytes | None, bytes | None, b
             override = value
     chunked = te is not None and te.rsplit(b",", 1)[-1].strip().lower() == b"chunked"
     return chunked, length, host, override
+
+
+class RequestHead:
+    """What the proxy reads from an HTTP/1 request head, worked out once per distinct head
+    (clients repeat theirs, see :func:`request_of`): framing, the destination and the
+    end-to-end fields to forward (``forwarded``, shared: never modified)."""
+
+    __slots__ = ("authority", "blocks", "chunked", "forwarded", "has_body", "name")
+
+    def __init__(self, method: bytes, url: bytes, tunnel: bool, headers: Headers) -> None:
+        chunked, length, host, override = request_facts(headers)
+        self.chunked = chunked
+        self.has_body = chunked or (length is not None and length.strip() != b"0")
+        if method == b"CONNECT":
+            authority = url
+        elif host is not None:
+            authority = host
+        elif url[:1] != b"/" and b"://" in url:
+            rest = url.split(b"://", 1)[1]
+            authority = re.split(rb"[/?#]", rest, maxsplit=1)[0]
+        else:
+            authority = b""
+        self.authority = authority.decode("latin-1")
+        # l5d-dst-override, else the authority: the logical destination
+        self.name = override.decode("latin-1").strip() if override else self.authority
+        self.forwarded = end_to_end(headers, keep_upgrade=tunnel and method != b"CONNECT")
+        # The head as an HTTP/2 header block, by HTTP version (``weft.proxy.upgrade``).
+        self.blocks: dict[bytes, bytes] = {}
+
+
+REQUEST_CACHE_SIZE = 256  # distinct request heads kept
+REQUEST_CACHE_MAX_HEAD = 1024  # bytes; bigger heads are rarely repeated
+_request_heads: dict[tuple[bytes, bytes, bool, tuple[tuple[bytes, bytes], ...]], RequestHead] = {}
+
+
+def request_of(method: bytes, url: bytes, tunnel: bool, headers: Headers, size: int) -> RequestHead:
+    """The :class:`RequestHead` of a request (``tunnel``: a ``CONNECT`` or an ``Upgrade``;
+    ``size``: its head's length), cached when the head is small."""
+    if size > REQUEST_CACHE_MAX_HEAD:
+        return RequestHead(method, url, tunnel, headers)
+    key = (method, url, tunnel, tuple(headers))
+    found = _request_heads.get(key)
+    if found is None:
+        found = RequestHead(method, url, tunnel, headers)
+        if len(_request_heads) >= REQUEST_CACHE_SIZE:
+            _request_heads.clear()
+        _request_heads[key] = found
+    return found
 
 
 def is_chunked(headers: Headers) -> bool:

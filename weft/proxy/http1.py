@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 from collections import deque
 from collections.abc import Callable
@@ -79,6 +78,7 @@ class H1Exchange:
         "head_request",
         "headers",
         "keep_alive",
+        "known",
         "load",
         "logical",
         "method",
@@ -101,7 +101,8 @@ class H1Exchange:
 
     def __init__(self) -> None:
         self.head = b""  # the head sent upstream over HTTP/1 (built on the first such attempt)
-        self.headers: h1head.Headers = []  # the end-to-end header fields
+        self.headers: h1head.Headers = []  # the end-to-end header fields (never modified)
+        self.known: h1head.RequestHead | None = None  # what they came from, if just these
         self.authority = ""
         self.name = ""  # l5d-dst-override, else the authority: the logical destination
         self.method = b""
@@ -138,7 +139,7 @@ class Pooled(Protocol):
     endpoint: Endpoint
     transport: asyncio.Transport
     idle_timer: asyncio.TimerHandle | None
-    idle_since: float  # loop time it last went into the pool
+    idle_since: float  # time.monotonic() when it last went into the pool
 
     def expire(self) -> None:
         """The idle timeout passed: close."""
@@ -174,9 +175,9 @@ class H1Pool(Generic[C]):
             conn.transport.close()
             return
         conns.append(conn)
-        loop = asyncio.get_running_loop()
-        conn.idle_since = loop.time()
+        conn.idle_since = time.monotonic()  # get_running_loop() would cost a getpid() syscall
         if conn.idle_timer is None:
+            loop = asyncio.get_running_loop()
             conn.idle_timer = loop.call_later(idle_timeout, self._expire, conn, idle_timeout)
 
     def _expire(self, conn: C, idle_timeout: float) -> None:
@@ -184,9 +185,9 @@ class H1Pool(Generic[C]):
         conns = self.idle.get(conn.endpoint)
         if not conns or conn not in conns:
             return  # in use: it is timed again when it comes back
-        loop = asyncio.get_running_loop()
-        left = conn.idle_since + idle_timeout - loop.time()
+        left = conn.idle_since + idle_timeout - time.monotonic()
         if left > 0:
+            loop = asyncio.get_running_loop()
             conn.idle_timer = loop.call_later(left, self._expire, conn, idle_timeout)
             return
         self.forget(conn)
@@ -293,32 +294,26 @@ class H1Server(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         parser = self.parser
-        headers = self.headers
         ex = H1Exchange()
         method = parser.get_method()
-        ex.version = parser.get_http_version().encode()
+        url = self.url
+        version = parser.get_http_version()
+        ex.version = b"1.1" if version == "1.1" else version.encode()
         ex.keep_alive = parser.should_keep_alive() and not self.draining
         ex.head_request = method == b"HEAD"
-        ex.tunnel = method == b"CONNECT" or parser.should_upgrade()
-        ex.chunked, length, host, override = h1head.request_facts(headers)
-        ex.has_body = ex.chunked or (length is not None and length.strip() != b"0")
-        if method == b"CONNECT":
-            authority = self.url
-        elif host is not None:
-            authority = host
-        elif self.url[:1] != b"/" and b"://" in self.url:
-            rest = self.url.split(b"://", 1)[1]
-            authority = re.split(rb"[/?#]", rest, maxsplit=1)[0]
-        else:
-            authority = b""
-        ex.authority = authority.decode("latin-1")
-        ex.name = override.decode("latin-1").strip() if override else ex.authority
+        tunnel = ex.tunnel = method == b"CONNECT" or parser.should_upgrade()
+        known = h1head.request_of(method, url, tunnel, self.headers, self.head_bytes)
+        ex.chunked = known.chunked
+        ex.has_body = known.has_body
+        ex.authority = known.authority
+        ex.name = known.name
         ex.method = method
-        ex.url = self.url
-        forwarded = h1head.end_to_end(headers, keep_upgrade=ex.tunnel and method != b"CONNECT")
+        ex.url = url
         if self.client_id is not None:
-            forwarded.append((h1head.CLIENT_ID, self.client_id))
-        ex.headers = forwarded
+            ex.headers = [*known.forwarded, (h1head.CLIENT_ID, self.client_id)]
+        else:
+            ex.headers = known.forwarded
+            ex.known = known
         self.parsing = ex
         self.queue.append(ex)
         if len(self.queue) == 1:

@@ -129,7 +129,9 @@ class TlsTransport(asyncio.Transport):
         if self._held and not self._deliver_held():
             return
         if not self._eof_in and not self._paused and not self._closing:
-            read = self._ssl.read
+            tls = self._ssl
+            read = tls.read
+            incoming = self._incoming
             chunks = []
             try:
                 while True:
@@ -138,6 +140,8 @@ class TlsTransport(asyncio.Transport):
                         self._eof_in = True
                         break
                     chunks.append(chunk)
+                    if not incoming.pending and not tls.pending() and not self._fin:
+                        break  # all decrypted: spares the SSLWantReadError the next read raises
             except ssl.SSLWantReadError:
                 if self._fin:
                     log.debug("TCP FIN without close_notify: taken as the end of the stream")

@@ -63,6 +63,7 @@ class H1Request(Protocol):
     url: bytes
     version: bytes
     headers: h1head.Headers
+    known: h1head.RequestHead | None  # the facts of its head, when cached
     pending: list[bytes]
     has_body: bool
     head_request: bool
@@ -135,15 +136,25 @@ _blocks: dict[tuple[bytes, bytes, bytes, tuple[tuple[bytes, bytes], ...]], bytes
 
 def request_block(ex: H1Request) -> bytes:
     """The HTTP/2 header block of an HTTP/1 exchange's request (cached: clients repeat theirs)."""
+    known = ex.known
+    if known is not None:  # with the head it came from
+        block = known.blocks.get(ex.version)
+        if block is None:
+            block = known.blocks[ex.version] = _encode_request(ex)
+        return block
     key = (ex.method, ex.url, ex.version, tuple(ex.headers))
     block = _blocks.get(key)
     if block is None:
-        fields = orig_proto.request_fields(ex.method, ex.url, ex.headers, ex.version)
-        block = b"".join([encode_field(name, value) for name, value in fields])
+        block = _encode_request(ex)
         if len(_blocks) >= RESPONSE_CACHE_SIZE:
             _blocks.clear()
         _blocks[key] = block
     return block
+
+
+def _encode_request(ex: H1Request) -> bytes:
+    fields = orig_proto.request_fields(ex.method, ex.url, ex.headers, ex.version)
+    return b"".join([encode_field(name, value) for name, value in fields])
 
 
 class Upgrade(Exchange, Generic[E]):
@@ -437,9 +448,14 @@ class Upgrade(Exchange, Generic[E]):
         up.conn.reset_leg(up, code)
 
     def _detach(self) -> None:
-        """This attempt is over: the exchange no longer points at it."""
+        """This attempt is over: the exchange no longer points at it, and it lets go of its
+        legs (the upstream leg still reaches it until its stream closes), so that nothing of it
+        is left in a reference cycle: freed by reference counting, not the garbage collector."""
         self.done = True
-        self.leg.closed = True
+        leg = self.leg
+        leg.closed = True
+        leg.peer = None
+        del self.leg, self.up
         self.ex.h2 = None
         self._resume_reading()
 

@@ -97,10 +97,13 @@ def flush_all() -> None:
     while _dirty:
         conn = _dirty.pop()
         if conn.shared():
-            loop = asyncio.get_running_loop()
-            if not _later or _later_loop is not loop:
+            # One loop runs at a time on this thread: the last one seen, while it runs, is the
+            # running one (asyncio.get_running_loop() costs a getpid() syscall).
+            loop = _later_loop
+            if loop is None or not loop.is_running():
+                loop = _later_loop = asyncio.get_running_loop()
                 _later.clear()  # only ever left by a loop that stopped before flushing it
-                _later_loop = loop
+            if not _later:
                 loop.call_soon(_flush_later)
             _later.append(conn)
         else:
@@ -616,6 +619,9 @@ class H2Conn(fr.FrameReader, asyncio.Protocol):
             return
         leg.closed = True
         del self.streams[leg.sid]
+        peer = leg.peer
+        if peer is not None and peer.closed:  # the exchange is over: no reference cycle left
+            leg.peer = peer.peer = None
         self.stream_closed()
 
     def discard_leg(self, leg: Leg) -> None:
