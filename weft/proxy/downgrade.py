@@ -43,7 +43,15 @@ from weft.proxy.errors import (
     upstream_reset,
 )
 from weft.proxy.h2 import frames as fr
-from weft.proxy.h2.connection import Chunk, CreditHolder, Exchange, Leg, defer_flush, flush_all
+from weft.proxy.h2.connection import (
+    Chunk,
+    CreditHolder,
+    Exchange,
+    Leg,
+    defer_flush,
+    flush_all,
+    release_credit,
+)
 from weft.proxy.h2.heads import Head
 from weft.proxy.h2.hpack_codec import encode_block
 
@@ -200,13 +208,7 @@ class AppConn(asyncio.Protocol):
         self.paused = True
 
     def resume_writing(self) -> None:
-        self.paused = False
-        held, self.held = self.held, []
-        for leg in held:
-            n, leg.held = leg.held, 0
-            if n:
-                leg.conn.credit_stream(leg, n)
-        flush_all()
+        release_credit(self)
 
     def write(self, data: Chunk) -> None:
         """Queue bytes for the app, written once at the end of the callback."""

@@ -32,7 +32,15 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 from weft.proxy import h1head, orig_proto
 from weft.proxy.errors import ProxyError, upstream_reset
 from weft.proxy.h2 import frames as fr
-from weft.proxy.h2.connection import Chunk, CreditHolder, Exchange, Leg, defer_flush, flush_all
+from weft.proxy.h2.connection import (
+    Chunk,
+    CreditHolder,
+    Exchange,
+    Leg,
+    defer_flush,
+    flush_all,
+    release_credit,
+)
 from weft.proxy.h2.heads import Head, block_fields
 from weft.proxy.h2.hpack_codec import encode_field
 
@@ -374,13 +382,7 @@ class Upgrade(Exchange, Generic[E]):
 
     def resume(self) -> None:
         """The client's transport drained: give the upstream its held stream credit."""
-        self.paused = False
-        held, self.held = self.held, []
-        for leg in held:
-            n, leg.held = leg.held, 0
-            if n:
-                leg.conn.credit_stream(leg, n)
-        flush_all()
+        release_credit(self)
 
     # -- ends and failures -------------------------------------------------------------------
 

@@ -170,6 +170,17 @@ class CreditHolder(Protocol):
     held: list[Leg]
 
 
+def release_credit(holder: CreditHolder) -> None:
+    """``holder``'s transport drained: give the legs it held back their stream credit."""
+    holder.paused = False
+    held, holder.held = holder.held, []
+    for leg in held:
+        n, leg.held = leg.held, 0
+        if n:
+            leg.conn.credit_stream(leg, n)
+    flush_all()
+
+
 class Exchange:
     """One proxied request and its response: what its metrics, routing and retries need,
     shared by both legs. ``stats`` and ``load`` belong to the attempt in flight; ``tap`` is set
