@@ -23,6 +23,7 @@ import pytest
 from aiohttp import web
 
 from harness.local_cluster import APPS
+from harness.loop_errors import no_loop_errors  # noqa: F401 (an autouse fixture)
 from harness.mesh import Sample, parse_samples, select, total, wait_for
 from harness.proxy_pair import CLIENT_ID, ProxyPair
 from weft.proxy.profiles import Profile, Route
@@ -39,17 +40,6 @@ def pattern(n: int) -> bytes:
     """``n`` bytes of echo.py's repeating pattern."""
     reps, rest = divmod(n, len(PATTERN))
     return PATTERN * reps + PATTERN[:rest]
-
-
-@pytest.fixture(autouse=True)
-async def no_loop_errors() -> AsyncIterator[None]:
-    """Fail a test if any callback raised (the loop would only log it)."""
-    loop = asyncio.get_running_loop()
-    errors: list[dict[str, object]] = []
-    loop.set_exception_handler(lambda _, context: errors.append(context))
-    yield
-    loop.set_exception_handler(None)
-    assert not errors
 
 
 @dataclass

@@ -37,9 +37,8 @@ from hyperframe.frame import (
     WindowUpdateFrame,
 )
 
-from tests.unit.test_h2_proxy import Proxy, no_loop_errors, wait_until
-
-__all__ = ["no_loop_errors"]  # the autouse fixture applies here too
+from harness.loop_errors import no_loop_errors  # noqa: F401 (an autouse fixture)
+from tests.unit.test_h2_proxy import Proxy, wait_until
 
 pytestmark = pytest.mark.anyio
 

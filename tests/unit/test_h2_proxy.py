@@ -36,6 +36,7 @@ from h2.exceptions import StreamClosedError
 from h2.settings import SettingCodes, Settings
 from prometheus_client.parser import text_string_to_metric_families
 
+from harness.loop_errors import no_loop_errors  # noqa: F401 (an autouse fixture)
 from harness.loopback import refused_port
 from weft.proxy.config import ProxyConfig
 from weft.proxy.context import ConnContext, ConnTracker, InFlight
@@ -71,17 +72,6 @@ async def wait_until(condition: Callable[[], object], what: str, timeout: float 
 def needs(tool: str) -> pytest.MarkDecorator:
     """Skip a test when ``tool`` is not installed."""
     return pytest.mark.skipif(shutil.which(tool) is None, reason=f"{tool} is not installed")
-
-
-@pytest.fixture(autouse=True)
-async def no_loop_errors() -> AsyncIterator[None]:
-    """Fail a test if any callback raised (the loop would only log it)."""
-    loop = asyncio.get_running_loop()
-    errors: list[dict[str, object]] = []
-    loop.set_exception_handler(lambda _, context: errors.append(context))
-    yield
-    loop.set_exception_handler(None)
-    assert not errors
 
 
 @pytest.fixture

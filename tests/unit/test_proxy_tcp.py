@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 
+from harness.loop_errors import no_loop_errors  # noqa: F401 (an autouse fixture)
 from harness.proxy_pair import ProxyPair
 
 pytestmark = pytest.mark.anyio
@@ -21,17 +22,6 @@ CONNECTIONS = 60  # per test; the greeting race lost about one connection in ten
 AT_ONCE = 20
 
 Addr = tuple[str, int]
-
-
-@pytest.fixture(autouse=True)
-async def no_loop_errors() -> AsyncIterator[None]:
-    """Fail a test if any callback raised (the loop would only log it)."""
-    loop = asyncio.get_running_loop()
-    errors: list[dict[str, object]] = []
-    loop.set_exception_handler(lambda _, context: errors.append(context))
-    yield
-    loop.set_exception_handler(None)
-    assert not errors
 
 
 class App:
