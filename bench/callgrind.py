@@ -19,6 +19,7 @@ compared with the same backends and client; ``--rounds`` alternates between the 
 
     .venv/bin/python bench/callgrind.py --checkout /work/wt/tap-before --checkout . --rounds 3
     .venv/bin/python bench/callgrind.py --pair --checkout /work/wt/before --checkout .
+    .venv/bin/python bench/callgrind.py --pair --routed --clients 32 --requests 4000
 
 Needs valgrind (callgrind_control) and h2load; no root.
 """
@@ -107,7 +108,14 @@ class Proxy:
     ``pair``: ``bench/pair_proxy.py``, two proxy pairs)."""
 
     def __init__(
-        self, checkout: Path, h1: int, h2: int, workdir: Path, no_gc: bool, pair: bool = False
+        self,
+        checkout: Path,
+        h1: int,
+        h2: int,
+        workdir: Path,
+        no_gc: bool,
+        pair: bool = False,
+        routed: bool = False,
     ) -> None:
         self.checkout = checkout
         self.lines = PAIR_LINE if pair else LISTENER_LINE
@@ -126,6 +134,7 @@ class Proxy:
         }
         if pair:
             program = [str(REPO_ROOT / "bench" / "pair_proxy.py"), str(checkout), str(h1), str(h2)]
+            program += ["--routed"] if routed else []
         else:
             program = [*(["-c", NO_GC] if no_gc else ["-m", "weft"]), "proxy"]
         argv = [
@@ -209,7 +218,7 @@ def measure(
     """Instructions per request of one proxy from ``checkout``, per protocol."""
     body = workdir / "req.bin"
     body.write_bytes(b"\x00\x00\x00\x00\x0a0123456789")
-    proxy = Proxy(checkout, h1, h2, workdir, args.no_gc, args.pair)
+    proxy = Proxy(checkout, h1, h2, workdir, args.no_gc, args.pair, args.routed)
     try:
         proxy.wait_listening()
         proxy.control("-i", "on")
@@ -250,6 +259,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--pair", action="store_true", help="a client's and a server's proxy (mTLS) per request"
     )
     parser.add_argument(
+        "--routed",
+        action="store_true",
+        help="with --pair: the client's proxy follows a ServiceProfile (route match, route_* "
+        "series, a route timeout per request), as bench/mtls.py's routed path does",
+    )
+    parser.add_argument(
         "--no-gc",
         action="store_true",
         help="run the proxy with the cyclic GC off: its collections' share of a request depends "
@@ -260,6 +275,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--dumps", type=Path, help="keep callgrind's dumps here (for callgrind_annotate)"
     )
     args = parser.parse_args(argv)
+    if args.routed and not args.pair:
+        parser.error("--routed needs --pair")
     missing = [t for t in ("valgrind", "callgrind_control", "h2load") if shutil.which(t) is None]
     if missing:
         print(f"callgrind.py: missing {', '.join(missing)}", file=sys.stderr)
