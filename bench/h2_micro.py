@@ -103,6 +103,7 @@ async def run_backend(fd: int) -> None:
 async def run_weft_hop(fd: int, target: int) -> None:
     from weft.proxy.config import ProxyConfig
     from weft.proxy.context import ConnContext, ConnTracker, InFlight
+    from weft.proxy.deadlines import Deadlines
     from weft.proxy.downgrade import AppConn
     from weft.proxy.http1 import H1Pool, H1Upstream
     from weft.proxy.http2 import H2Pool, serve_http2
@@ -120,6 +121,7 @@ async def run_weft_hop(fd: int, target: int) -> None:
     router = OriginalDestination()
     taps = Taps()
     in_flight = InFlight(config.inbound.max_in_flight)
+    deadlines = Deadlines()
     tls = (("tls", "disabled"),)
 
     class Accept(asyncio.Protocol):
@@ -151,6 +153,7 @@ async def run_weft_hop(fd: int, target: int) -> None:
                     dialer=Dialer(None, outbound=False),
                     taps=taps,
                     in_flight=in_flight,
+                    deadlines=deadlines,
                 )
                 ctx.stats.read += len(self.buf)
                 serve_http2(self.transport, ctx, self.buf)

@@ -40,6 +40,7 @@ from harness.loop_errors import no_loop_errors  # noqa: F401 (an autouse fixture
 from harness.loopback import refused_port
 from weft.proxy.config import ProxyConfig
 from weft.proxy.context import ConnContext, ConnTracker, InFlight
+from weft.proxy.deadlines import Deadlines
 from weft.proxy.downgrade import AppConn
 from weft.proxy.h2 import frames as fr
 from weft.proxy.http1 import H1Pool, H1Upstream
@@ -97,6 +98,7 @@ class Proxy:
         self.downgrade_pool: H1Pool[AppConn] = H1Pool()
         self.taps = Taps()
         self.in_flight = InFlight(self.config.inbound.max_in_flight)
+        self.deadlines = Deadlines()
         self.server: asyncio.Server | None = None
         self.port = 0
 
@@ -120,6 +122,7 @@ class Proxy:
             dialer=Dialer(None, outbound=False),
             taps=self.taps,
             in_flight=self.in_flight,
+            deadlines=self.deadlines,
         )
 
     async def start(self) -> int:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from weft.proxy.config import DirectionConfig, ProxyConfig
+from weft.proxy.deadlines import Deadlines
 from weft.proxy.discovery import Endpoint
 from weft.proxy.metrics import ConnStats, LabelPairs, ProxyMetrics
 from weft.proxy.routing import Router
@@ -153,6 +154,7 @@ class ConnContext:
     dialer: Dialer
     taps: Taps
     in_flight: InFlight
+    deadlines: Deadlines
     client_id: str | None = None
     base_labels: LabelPairs = ()
 

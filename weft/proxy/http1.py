@@ -32,6 +32,7 @@ from weft.proxy import h1head
 from weft.proxy.balance import Load
 from weft.proxy.classify import classify
 from weft.proxy.context import ConnContext
+from weft.proxy.deadlines import Deadline
 from weft.proxy.discovery import Endpoint
 from weft.proxy.dispatch import Dispatch, request_path
 from weft.proxy.errors import (
@@ -126,7 +127,7 @@ class H1Exchange:
         self.logical: Logical | None = None
         self.dispatch: Dispatch | None = None
         self.load: Load | None = None  # the endpoint of the attempt in flight
-        self.timer: asyncio.TimerHandle | None = None
+        self.timer: Deadline | None = None
         self.waiter: asyncio.Task[None] | None = None
         self.deadline = 0.0  # when waiting for endpoints gives up
         self.tap: Tapped | None = None  # set only when a tap matched this request
@@ -387,7 +388,7 @@ class H1Server(asyncio.Protocol):
                 d.keep(data)
             timeout = d.timeout
             if timeout is not None:
-                ex.timer = asyncio.get_running_loop().call_later(timeout, self._timed_out, ex)
+                ex.timer = ctx.deadlines.call_later(now, timeout, self._timed_out, ex)
         ex.deadline = now + ctx.dcfg.dispatch_timeout
         self._attempt(ex)
 

@@ -264,8 +264,8 @@ class ServerConn(H2Conn):
                             d.keep(payload)
             timeout = d.timeout
             if timeout is not None:
-                loop = asyncio.get_running_loop()
-                exchange.timer = loop.call_later(timeout, self.timed_out, down)
+                now = time.monotonic()
+                exchange.timer = self.ctx.deadlines.call_later(now, timeout, self.timed_out, down)
         self.attempt(down, time.monotonic() + self.ctx.dcfg.dispatch_timeout)
 
     def attempt(self, down: Leg, deadline: float, retry: bool = False) -> None:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, cast
 
 from weft.proxy.config import DirectionConfig, ProxyConfig
 from weft.proxy.context import INBOUND, Addr, ConnContext, ConnTracker, InFlight, original_dst
+from weft.proxy.deadlines import Deadlines
 from weft.proxy.detect import MAX_DETECT_BYTES, Protocol, detect
 from weft.proxy.downgrade import AppConn
 from weft.proxy.http1 import H1Pool, H1Upstream, serve_http1
@@ -64,6 +65,7 @@ class Listener:
     sock: socket.socket | None = None
     dialer: Dialer = field(init=False)
     in_flight: InFlight = field(init=False)
+    deadlines: Deadlines = field(default_factory=Deadlines)
 
     def __post_init__(self) -> None:
         self.dialer = Dialer(self.identity, outbound=self.direction != INBOUND)
@@ -161,6 +163,7 @@ class Listener:
             dialer=self.dialer,
             taps=self.taps,
             in_flight=self.in_flight,
+            deadlines=self.deadlines,
             client_id=client_id,
         )
 

@@ -35,6 +35,7 @@ from typing import Protocol, cast
 from weft.proxy.balance import Load
 from weft.proxy.classify import classify
 from weft.proxy.config import ProxyConfig
+from weft.proxy.deadlines import Deadline
 from weft.proxy.dispatch import Dispatch
 from weft.proxy.errors import ProxyError, errno_label
 from weft.proxy.h2 import frames as fr
@@ -216,7 +217,7 @@ class Exchange:
         self.load: Load | None = None
         self.logical: Logical | None = None
         self.dispatch: Dispatch | None = None
-        self.timer: asyncio.TimerHandle | None = None
+        self.timer: Deadline | None = None
         self.tap: Tapped | None = None
 
     def attempt_done(self, now: float, error: str | None = None) -> None:
