@@ -13,6 +13,7 @@ from weft.proxy.profiles import (
     DEFAULT_MIN_RETRIES_PER_SECOND,
     DEFAULT_RETRY_RATIO,
     DEFAULT_RETRY_TTL,
+    MAX_MATCHED,
     NO_PROFILE,
     Profile,
     Route,
@@ -343,3 +344,23 @@ def test_a_route_built_directly_defaults_to_the_default_classifier() -> None:
     assert r.classify(500, None) == "failure"
     assert r.classify(200, None) == "success"
     assert not r.retryable and r.timeout is None
+
+
+def test_a_profile_matches_each_method_and_path_once_and_remembers_a_bounded_number() -> None:
+    seen: list[tuple[str, str]] = []
+
+    def matches(method: str, path: str) -> bool:
+        seen.append((method, path))
+        return path.startswith("/api/")
+
+    api_route = Route(labels=(("rt_route", "api"),), matches=matches)
+    profile = Profile(name="svc:80", routes=(api_route,))
+    assert profile.route("GET", "/api/x?page=1") is api_route
+    assert profile.route("GET", "/api/x?page=2") is api_route  # the query is not part of it
+    assert profile.route("GET", "/other") is None
+    assert profile.route("GET", "/other") is None
+    assert seen == [("GET", "/api/x"), ("GET", "/other")]
+    for n in range(MAX_MATCHED + 10):
+        assert profile.route("POST", f"/api/{n}") is api_route
+    assert len(profile._matched) <= MAX_MATCHED  # many distinct paths do not grow it without end
+    assert profile.route("POST", "/api/1") is api_route

@@ -30,6 +30,7 @@ DEFAULT_MIN_RETRIES_PER_SECOND = 10
 DEFAULT_RETRY_TTL = 10.0
 MAX_RETRY_BYTES = 64 * 1024  # request bodies up to this size are kept for a retry
 MAX_MIN_RETRIES = 2**31 - 1  # Linkerd rejects budgets above i32::MAX retries per second
+MAX_MATCHED = 1024  # (method, path) pairs whose route a profile remembers
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +62,11 @@ class Profile:
     min_retries_per_second: float = DEFAULT_MIN_RETRIES_PER_SECOND
     retry_ttl: float = DEFAULT_RETRY_TTL
     overrides: tuple[tuple[str, int], ...] = field(default=())  # (authority, weight)
+    # The route of each (method, path) seen lately: most traffic repeats a few paths, and
+    # matching runs every route's predicates (regexes) in turn.
+    _matched: dict[tuple[str, str], Route | None] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def route(self, method: str, path: str) -> Route | None:
         """The first route matching ``method`` and ``path`` (query ignored), if any."""
@@ -69,10 +75,19 @@ class Profile:
         cut = path.find("?")
         if cut >= 0:
             path = path[:cut]
+        key = (method, path)
+        matched = self._matched
+        if key in matched:
+            return matched[key]
+        found = None
         for route in self.routes:
             if route.matches(method, path):
-                return route
-        return None
+                found = route
+                break
+        if len(matched) >= MAX_MATCHED:
+            matched.clear()
+        matched[key] = found
+        return found
 
 
 NO_PROFILE = Profile()
