@@ -133,3 +133,23 @@ def test_a_failing_callback_is_reported_and_the_rest_of_its_bucket_still_fires()
     fired, reported = uvloop.run(main())
     assert fired == ["after"]
     assert reported == ["a deadline's callback failed"]
+
+
+def test_no_deadline_fires_early_on_the_loop_s_millisecond_clock(run) -> None:  # type: ignore[no-untyped-def]
+    async def main() -> list[float]:
+        deadlines = Deadlines()
+        fired: list[float] = []
+        done = asyncio.Event()
+        now = time.monotonic()
+        first = (now // TICK + 2) * TICK
+        # Each deadline a microsecond before its tick ends: its bucket fires right on it.
+        whens = [first + i * TICK - 1e-6 for i in range(1, 41)]
+        for when in whens:
+            deadlines.call_later(now, when - now, lambda w=when: fired.append(time.monotonic() - w))
+        deadlines.call_later(now, whens[-1] + 2 * TICK - now, done.set)
+        await asyncio.wait_for(done.wait(), 5)
+        return fired
+
+    lateness = run(main())
+    assert len(lateness) == 40
+    assert min(lateness) >= 0

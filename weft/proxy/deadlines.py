@@ -1,11 +1,11 @@
 """Route timeouts, which are almost always cancelled, without a loop timer per request.
 
 Every request on a ServiceProfile route arms its route's timeout and cancels it when the
-response ends. uvloop's ``call_later`` starts a libuv timer and later closes its handle for each
-one (2-3 µs per request; see docs/decisions.md). Here deadlines that fall in the same tick share
-one bucket and one loop timer, and cancelling one is a dict removal. A deadline fires never
-early, and at most a tick late: ``TICK``, or ``COARSE_TICKS`` ticks for one ``COARSE_AFTER``
-seconds away or more (Linkerd's default route timeout is 10 s).
+response ends. uvloop's ``call_later`` opens a libuv timer handle and later closes it for each
+one (see docs/decisions.md). Here deadlines that fall in the same tick share one bucket and one
+loop timer, and cancelling one is a dict removal. A deadline never fires early, and at most a
+tick and a millisecond late: the tick is ``TICK``, or ``COARSE_TICKS`` of them for a deadline
+``COARSE_AFTER`` or more away (Linkerd's default route timeout is 10 s).
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from typing import Any
 TICK = 0.005  # seconds
 COARSE_AFTER = 1.0  # seconds
 COARSE_TICKS = 10
+# uvloop's clock counts whole milliseconds, so its timers can fire up to one early.
+LOOP_SLACK = 0.001  # seconds
 
 
 class Deadline:
@@ -54,7 +56,7 @@ class Deadlines:
         bucket = self._buckets.get(key)
         if bucket is None:
             bucket = self._buckets[key] = {}
-            asyncio.get_running_loop().call_at(key * TICK, self._fire, key)
+            asyncio.get_running_loop().call_at(key * TICK + LOOP_SLACK, self._fire, key)
         deadline = Deadline(callback, args, bucket)
         bucket[deadline] = None
         return deadline
