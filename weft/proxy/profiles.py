@@ -30,7 +30,9 @@ DEFAULT_MIN_RETRIES_PER_SECOND = 10
 DEFAULT_RETRY_TTL = 10.0
 MAX_RETRY_BYTES = 64 * 1024  # request bodies up to this size are kept for a retry
 MAX_MIN_RETRIES = 2**31 - 1  # Linkerd rejects budgets above i32::MAX retries per second
-MAX_MATCHED = 1024  # (method, path) pairs whose route a profile remembers
+# (method, path) pairs whose route a profile remembers: a few hundred distinct paths cover
+# most services, and a proxy may hold hundreds of profiles within its memory budget.
+MAX_MATCHED = 256
 
 
 @dataclass(frozen=True, slots=True)
