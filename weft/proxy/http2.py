@@ -248,6 +248,7 @@ class ServerConn(H2Conn):
         logical = exchange.logical
         assert logical is not None
         profile = logical.profile
+        now = time.monotonic()
         if profile.name or profile.routes:
             head = exchange.head
             method = head.method.decode("latin-1")
@@ -264,9 +265,8 @@ class ServerConn(H2Conn):
                             d.keep(payload)
             timeout = d.timeout
             if timeout is not None:
-                now = time.monotonic()
                 exchange.timer = self.ctx.deadlines.call_later(now, timeout, self.timed_out, down)
-        self.attempt(down, time.monotonic() + self.ctx.dcfg.dispatch_timeout)
+        self.attempt(down, now + self.ctx.dcfg.dispatch_timeout)
 
     def attempt(self, down: Leg, deadline: float, retry: bool = False) -> None:
         """Pick an endpoint for ``down``'s request and open its stream there."""
