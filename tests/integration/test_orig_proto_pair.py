@@ -10,6 +10,7 @@ sockets, so framing, keep-alive and ``Connection: close`` are seen as the bytes 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import subprocess
@@ -26,6 +27,7 @@ from harness.local_cluster import APPS
 from harness.loop_errors import no_loop_errors  # noqa: F401 (an autouse fixture)
 from harness.mesh import Sample, parse_samples, select, total, wait_for
 from harness.proxy_pair import CLIENT_ID, ProxyPair
+from weft.proxy import downgrade, h1head
 from weft.proxy.profiles import Profile, Route
 from weft.proxy.tap.registry import RequestFacts, Tapped
 
@@ -490,3 +492,68 @@ async def test_retries_timeouts_route_metrics_and_tap_work_through_the_stream(
         ("GET", "http", "/slow"),
     ]
     assert all("host" in event[5] and "l5d-orig-proto" not in event[5] for event in seen_inbound)
+
+
+@pytest.fixture
+async def one_write_app() -> AsyncIterator[tuple[Addr, list[str]]]:
+    """An HTTP/1.1 app that writes each response, head and body, in one piece (as nginx does
+    for small ones): the body is ``<method> <path>``, empty for ``/empty``, absent for ``HEAD``
+    (whose head is GET's); it logs ``<method> <path> <body length>`` per request."""
+    seen: list[str] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+                method, path, _ = head.split(" ", 2)
+                length = re.search(r"(?i)\r\ncontent-length: *(\d+)", head)
+                body = await reader.readexactly(int(length.group(1)) if length else 0)
+                seen.append(f"{method} {path} {len(body)}")
+                payload = b"" if path == "/empty" else f"GET {path}".encode()
+                out = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nX-App: one\r\n\r\n" % len(payload)
+                writer.write(out if method == "HEAD" else out + payload)
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        yield ("127.0.0.1", server.sockets[0].getsockname()[1]), seen
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_heads_seen_before_are_taken_again_as_the_parser_took_them(
+    one_write_app: tuple[Addr, list[str]],
+) -> None:
+    """Repeated request heads (client side) and response heads (app side) skip the parser; what
+    the client and the app get is the same as the first time, whatever comes around them."""
+    addr, seen = one_write_app
+    pair = await ProxyPair(addr, mtls=True, h2=True).start()
+    client = await Client.open(pair)
+    try:
+        get = request("GET", "/a")
+        for _ in range(3):
+            client.send(get)
+            rsp = await client.response()
+            assert (rsp.status, rsp.body, rsp.headers["x-app"]) == (200, b"GET /a", "one")
+        assert get in h1head.SEEN_REQUESTS  # the later two were taken without the parser
+        assert any(k.startswith(b"HTTP/1.1 200 OK\r\n") for k in downgrade._seen_responses)
+        # GET's response head again, for a HEAD: no body follows it.
+        client.send(request("HEAD", "/a"))
+        rsp = await client.response(head_request=True)
+        assert (rsp.status, rsp.headers["content-length"]) == (200, "6")
+        for _ in range(2):  # an empty body, twice
+            client.send(request("GET", "/empty"))
+            rsp = await client.response()
+            assert (rsp.status, rsp.framing, rsp.body) == (200, "length", b"")
+        # A seen head pipelined with another, then one with a body, then the seen one again.
+        client.send(get + get)
+        assert [(await client.response()).body for _ in range(2)] == [b"GET /a"] * 2
+        client.send(request("POST", "/a", body=b"12345") + get)
+        assert [(await client.response()).body for _ in range(2)] == [b"GET /a"] * 2
+        assert seen == [
+            *["GET /a 0"] * 3, "HEAD /a 0", *["GET /empty 0"] * 2,
+            *["GET /a 0"] * 2, "POST /a 5", "GET /a 0",
+        ]  # fmt: skip
+    finally:
+        client.close()
+        await pair.close()

@@ -111,6 +111,21 @@ def response_of(status: int, version: bytes, headers: h1head.Headers) -> AppResp
     return found
 
 
+class SeenResponse(NamedTuple):
+    """A response head the parser read whole, with its body, in one read: its facts (the same
+    head bytes again, between two responses, are this head)."""
+
+    status: int
+    keep_alive: bool
+    response: AppResponse
+    length: int  # its content-length
+
+
+# By the exact bytes of the head (see ``AppConn.data_received``).
+_seen_responses: dict[bytes, SeenResponse] = {}
+MAX_SEEN_HEAD = 2048  # bytes; heads are kept up to this size
+
+
 def tap_fields(head: Head, client_id: bytes | None) -> h1head.Headers:
     """The header fields of the HTTP/1 request the app gets, as tap reports them."""
     try:
@@ -141,6 +156,10 @@ class AppConn(asyncio.Protocol):
         self.endpoint = endpoint
         self.stats = ctx.dst_conn_stats(endpoint)
         self.parser = httptools.HttpResponseParser(self)
+        self.in_message = False  # the parser has begun a response it has not finished
+        self.heads = 0  # response heads parsed from the last read
+        self.last_head: SeenResponse | None = None  # the last one's facts, if final
+        self.body_read = 0  # body bytes of the response being parsed
         self.idle_timer: asyncio.TimerHandle | None = None
         self.idle_since = 0.0
         self.dialing: asyncio.Task[None] | None = None
@@ -379,25 +398,60 @@ class AppConn(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.stats.read += len(data)
-        if self.leg is None:
+        leg = self.leg
+        if leg is None:
             self._close()  # bytes nobody asked for
             return
+        end = -1
+        if not self.in_message:
+            end = data.find(b"\r\n\r\n", 0, MAX_SEEN_HEAD) + 4
+            seen = _seen_responses.get(data[:end]) if end > 3 else None
+            if (
+                seen is not None
+                and len(data) - end == seen.length
+                and leg.exchange.head.method != b"HEAD"
+            ):
+                # A whole response whose head the parser read before: taken as it would be.
+                self._response_head(leg, seen.status, seen.keep_alive, seen.response)
+                if seen.length:
+                    self.body_held = data[end:]
+                self.on_message_complete()
+                flush_all()
+                return
+        self.heads = 0
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
             self._failed(f"malformed HTTP response: {exc}")
+        else:
+            seen = self.last_head
+            if (
+                end > 3
+                and seen is not None
+                and self.heads == 1
+                and not self.in_message
+                and len(data) - end == seen.length == self.body_read
+            ):
+                if len(_seen_responses) >= CACHE_SIZE:
+                    _seen_responses.clear()
+                _seen_responses[data[:end]] = seen
         if self.leg is not None and self.started:
             self._send_held(False)
         flush_all()
+
+    def on_message_begin(self) -> None:
+        self.in_message = True
+        self.body_read = 0
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        self.heads += 1
+        self.last_head = None
         leg = self.leg
         if leg is None:
             return
-        exchange = leg.exchange
         parser = self.parser
         status = parser.get_status_code()
         headers, self.headers = self.headers, []
@@ -409,9 +463,22 @@ class AppConn(asyncio.Protocol):
         if status < 200:
             self._to_client(leg, response.block, None, False)
             return
+        keep_alive = parser.should_keep_alive()
+        if status not in (204, 304) and leg.exchange.head.method != b"HEAD":
+            length = h1head.header_value(headers, b"content-length")
+            if length is not None and length.isdigit() and not h1head.is_chunked(headers):
+                self.last_head = SeenResponse(status, keep_alive, response, int(length))
+        self._response_head(leg, status, keep_alive, response)
+
+    def _response_head(
+        self, leg: Leg, status: int, keep_alive: bool, response: AppResponse
+    ) -> None:
+        """Take the app's final response head: it goes to the client with the first body bytes
+        (at once when the response has no body)."""
+        exchange = leg.exchange
         self.started = True
         self.status = exchange.status = status
-        self.keep_alive = parser.should_keep_alive()
+        self.keep_alive = keep_alive
         no_body = exchange.head.method == b"HEAD" or status in (204, 304)
         if not no_body and not response.delimited:
             self.keep_alive = False  # the body ends with the connection
@@ -420,15 +487,18 @@ class AppConn(asyncio.Protocol):
         self.head_block = response.block
         if no_body:
             self.parser = httptools.HttpResponseParser(self)
+            self.in_message = False
             self.on_message_complete()
 
     def on_body(self, body: bytes) -> None:
+        self.body_read += len(body)
         if self.leg is None or not self.started:
             return
         self._send_held(False)
         self.body_held = body
 
     def on_message_complete(self) -> None:
+        self.in_message = False
         leg = self.leg
         if leg is None or not self.started or leg.recv_done:
             return

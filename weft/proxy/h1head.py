@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from http import HTTPStatus
+from typing import NamedTuple
 
 # Headers that describe one connection, never forwarded (RFC 9110 §7.6.1, RFC 9112).
 HOP_BY_HOP = frozenset(
@@ -142,6 +143,28 @@ def request_of(method: bytes, url: bytes, tunnel: bool, headers: Headers, size: 
             _request_heads.clear()
         _request_heads[key] = found
     return found
+
+
+class SeenRequest(NamedTuple):
+    """A whole keep-alive request without a body that the parser accepted, as it read it: the
+    same bytes again (between two requests) are this request, taken without the parser."""
+
+    method: bytes
+    url: bytes
+    version: bytes  # b"1.1" or b"1.0"
+    known: RequestHead
+    size: int  # the head's size as the parser counts it against the limit
+
+
+# By the exact bytes of one read that held nothing but the head (see ``H1Server``).
+SEEN_REQUESTS: dict[bytes, SeenRequest] = {}
+
+
+def remember_request(data: bytes, seen: SeenRequest) -> None:
+    """Keep ``seen`` as what ``data`` (one read, at most ``REQUEST_CACHE_MAX_HEAD`` bytes) is."""
+    if len(SEEN_REQUESTS) >= REQUEST_CACHE_SIZE:
+        SEEN_REQUESTS.clear()
+    SEEN_REQUESTS[data] = seen
 
 
 def is_chunked(headers: Headers) -> bool:

@@ -210,6 +210,9 @@ class H1Server(asyncio.Protocol):
         self.ctx = ctx
         self.transport = transport
         self.parser = httptools.HttpRequestParser(self)
+        self.in_message = False  # the parser has begun a request it has not finished
+        self.heads = 0  # request heads parsed from the last read
+        self.last_head: h1head.SeenRequest | None = None  # the last one, if it may be reused
         self.queue: deque[H1Exchange] = deque()
         self.parsing: H1Exchange | None = None
         self.headers: h1head.Headers = []
@@ -236,6 +239,18 @@ class H1Server(asyncio.Protocol):
             return
         if self.broken is not None:
             return
+        if not self.in_message:
+            seen = h1head.SEEN_REQUESTS.get(data)
+            if seen is not None and seen.size <= self.max_head:
+                # A whole bodiless request whose head the parser accepted before: take it as
+                # the parser would (it stays between messages, as it would after this one).
+                self._take_request(seen.method, seen.url, seen.version, True, False, seen.known)
+                self.on_message_complete()
+                return
+            whole = len(data) <= h1head.REQUEST_CACHE_MAX_HEAD and data[-4:] == b"\r\n\r\n"
+        else:
+            whole = False
+        self.heads = 0
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -256,6 +271,10 @@ class H1Server(asyncio.Protocol):
                 self._fail(ProxyError(400, f"malformed HTTP request: {exc}", GRPC_INTERNAL))
         except httptools.HttpParserError as exc:
             self._fail(ProxyError(400, f"malformed HTTP request: {exc}", GRPC_INTERNAL))
+        else:
+            seen = self.last_head
+            if whole and seen is not None and self.heads == 1 and not self.in_message:
+                h1head.remember_request(data, seen)
 
     def eof_received(self) -> bool:
         up = self.tunnel
@@ -275,6 +294,7 @@ class H1Server(asyncio.Protocol):
     # -- httptools callbacks ----------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        self.in_message = True
         self.headers = []
         self.url = b""
         self.head_bytes = 0
@@ -295,15 +315,36 @@ class H1Server(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         parser = self.parser
-        ex = H1Exchange()
         method = parser.get_method()
         url = self.url
-        version = parser.get_http_version()
-        ex.version = b"1.1" if version == "1.1" else version.encode()
-        ex.keep_alive = parser.should_keep_alive() and not self.draining
+        v = parser.get_http_version()
+        version = b"1.1" if v == "1.1" else v.encode()
+        keep_alive = parser.should_keep_alive()
+        tunnel = method == b"CONNECT" or parser.should_upgrade()
+        size = self.head_bytes
+        known = h1head.request_of(method, url, tunnel, self.headers, size)
+        self.heads += 1
+        if keep_alive and not tunnel and not known.has_body:
+            self.last_head = h1head.SeenRequest(method, url, version, known, size)
+        else:
+            self.last_head = None
+        self._take_request(method, url, version, keep_alive, tunnel, known)
+
+    def _take_request(
+        self,
+        method: bytes,
+        url: bytes,
+        version: bytes,
+        keep_alive: bool,
+        tunnel: bool,
+        known: h1head.RequestHead,
+    ) -> None:
+        """Queue the request whose head was just read, and send it if it is the only one."""
+        ex = H1Exchange()
+        ex.version = version
+        ex.keep_alive = keep_alive and not self.draining
         ex.head_request = method == b"HEAD"
-        tunnel = ex.tunnel = method == b"CONNECT" or parser.should_upgrade()
-        known = h1head.request_of(method, url, tunnel, self.headers, self.head_bytes)
+        ex.tunnel = tunnel
         ex.chunked = known.chunked
         ex.has_body = known.has_body
         ex.authority = known.authority
@@ -339,6 +380,7 @@ class H1Server(asyncio.Protocol):
             ex.pending.append(body)
 
     def on_message_complete(self) -> None:
+        self.in_message = False
         ex = self.parsing
         self.parsing = None
         if ex is None:
