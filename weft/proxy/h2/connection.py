@@ -367,6 +367,15 @@ class H2Conn(fr.FrameReader, asyncio.Protocol):
             self.dirty = True
             _dirty.append(self)
 
+    def write_frame(self, header: bytes, payload: Chunk) -> None:
+        """Queue a frame's header and its payload (what two :meth:`write` calls would do)."""
+        out = self.out
+        out.append(header)
+        out.append(payload)
+        if not self.dirty:
+            self.dirty = True
+            _dirty.append(self)
+
     def shared(self) -> bool:
         """Several streams are in flight here."""
         return len(self.streams) > 1
@@ -535,8 +544,7 @@ class H2Conn(fr.FrameReader, asyncio.Protocol):
         if n:
             leg.window -= n
             self.window -= n
-            self.write(_pack_header(n >> 16, n & 0xFFFF, _DATA, end, leg.sid))
-            self.write(payload)
+            self.write_frame(_pack_header(n >> 16, n & 0xFFFF, _DATA, end, leg.sid), payload)
             src.conn.credit(src, n, self)
         else:
             self.write(_pack_header(0, 0, _DATA, end, leg.sid))
@@ -559,8 +567,8 @@ class H2Conn(fr.FrameReader, asyncio.Protocol):
             self.hpack_prefix = b""
         n = len(block)
         if n <= self.peer_max_frame:
-            self.write(_pack_header(n >> 16, n & 0xFFFF, _HEADERS, _END_HEADERS | end, leg.sid))
-            self.write(block)
+            header = _pack_header(n >> 16, n & 0xFFFF, _HEADERS, _END_HEADERS | end, leg.sid)
+            self.write_frame(header, block)
         else:
             self.write(fr.headers_frames(leg.sid, block, end, self.peer_max_frame))
         if end:
@@ -586,8 +594,8 @@ class H2Conn(fr.FrameReader, asyncio.Protocol):
             if k:
                 leg.window -= k
                 self.window -= k
-                self.write(_pack_header(k >> 16, k & 0xFFFF, _DATA, last, leg.sid))
-                self.write(payload[:k] if k < n else payload)
+                header = _pack_header(k >> 16, k & 0xFFFF, _DATA, last, leg.sid)
+                self.write_frame(header, payload[:k] if k < n else payload)
             else:
                 self.write(_pack_header(0, 0, _DATA, last, leg.sid))
             if k == n:
