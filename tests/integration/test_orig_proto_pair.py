@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import random
 import re
 import subprocess
 import sys
@@ -554,6 +555,43 @@ async def test_heads_seen_before_are_taken_again_as_the_parser_took_them(
             *["GET /a 0"] * 3, "HEAD /a 0", *["GET /empty 0"] * 2,
             *["GET /a 0"] * 2, "POST /a 5", "GET /a 0",
         ]  # fmt: skip
+    finally:
+        client.close()
+        await pair.close()
+
+
+async def test_seen_and_new_heads_in_any_mix_and_pieces_reach_the_app_in_order(
+    one_write_app: tuple[Addr, list[str]],
+) -> None:
+    """Requests drawn from a few heads (bodiless or not, pipelined or not, written whole or cut
+    anywhere) are answered in order and reach the app as sent, whichever reads the proxy gets."""
+    addr, seen = one_write_app
+    pair = await ProxyPair(addr, mtls=True, h2=True).start()
+    client = await Client.open(pair)
+    pool = [
+        ("GET", "/a", b""), ("GET", "/b", b""), ("HEAD", "/a", b""), ("GET", "/empty", b""),
+        ("POST", "/a", b"xyz"), ("GET", "/a?q=1", b""),
+    ]  # fmt: skip
+    rnd = random.Random(1604)
+    expected: list[str] = []
+    try:
+        for _ in range(80):
+            batch = [rnd.choice(pool) for _ in range(rnd.randint(1, 3))]
+            raw = b"".join(
+                request(m, p, body=b) if m == "POST" else request(m, p) for m, p, b in batch
+            )
+            cut = rnd.randrange(1, len(raw) + 1)
+            client.send(raw[:cut])
+            await client.writer.drain()
+            client.send(raw[cut:])
+            for method, path, body in batch:
+                rsp = await client.response(head_request=method == "HEAD")
+                want = b"" if path == "/empty" else f"GET {path}".encode()
+                assert rsp.status == 200
+                assert rsp.body == (b"" if method == "HEAD" else want)
+                assert rsp.headers["content-length"] == str(len(want))
+                expected.append(f"{method} {path} {len(body)}")
+        assert seen == expected
     finally:
         client.close()
         await pair.close()
