@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-from typing import cast
-
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from weft.proxy.context import ConnContext
 from weft.proxy.dispatch import Dispatch, request_path
 from weft.proxy.metrics import ProxyMetrics
 from weft.proxy.profiles import MAX_RETRY_BYTES, Profile, Route
 from weft.proxy.routing import Fallbacks, Logical
 
 DST = "web.ns.svc.cluster.local:80"
-
-
-def context(metrics: ProxyMetrics, direction: str = "outbound") -> ConnContext:
-    return cast(ConnContext, SimpleNamespace(direction=direction, metrics=metrics))
 
 
 def prefix_route(name: str, prefix: str, *, retryable: bool = False) -> Route:
@@ -88,7 +80,7 @@ def test_request_path(target: bytes, path: str) -> None:
 
 def test_a_matched_route_is_counted_with_its_labels(metrics: ProxyMetrics) -> None:
     for _ in range(2):
-        d = Dispatch(context(metrics), logical(), "GET", "/books/1", 10.0)
+        d = Dispatch("outbound", metrics, logical(), "GET", "/books/1", 10.0)
         assert d.route is not None and d.timeout == 1.5
         d.done(10.1, 100.0, 200, None)
     requests = samples(metrics, "route_request_total")
@@ -105,7 +97,7 @@ def test_a_matched_route_is_counted_with_its_labels(metrics: ProxyMetrics) -> No
 
 
 def test_an_unmatched_request_is_counted_under_dst_alone(metrics: ProxyMetrics) -> None:
-    d = Dispatch(context(metrics, "inbound"), logical(), "GET", "/authors", 10.0)
+    d = Dispatch("inbound", metrics, logical(), "GET", "/authors", 10.0)
     assert d.route is None and d.timeout is None
     d.done(10.1, 3.0, 503, None)
     assert samples(metrics, "route_request_total") == {labels(direction="inbound", dst=DST): 1.0}
@@ -115,7 +107,7 @@ def test_an_unmatched_request_is_counted_under_dst_alone(metrics: ProxyMetrics) 
 
 
 def test_a_profile_without_a_name_counts_nothing(metrics: ProxyMetrics) -> None:
-    d = Dispatch(context(metrics), logical(name=""), "GET", "/books/1", 10.0)
+    d = Dispatch("outbound", metrics, logical(name=""), "GET", "/books/1", 10.0)
     assert d.route is not None  # the route still applies (timeouts, retries)
     d.attempt(10.0)
     d.attempt_done(10.1, 1.0, 200, None)
@@ -129,7 +121,7 @@ def test_a_profile_without_a_name_counts_nothing(metrics: ProxyMetrics) -> None:
 
 def test_a_retryable_route_deposits_and_keeps_the_body(metrics: ProxyMetrics) -> None:
     destination = logical(retry_ratio=1.0, min_retries_per_second=0)
-    d = Dispatch(context(metrics), destination, "POST", "/books", 10.0)
+    d = Dispatch("outbound", metrics, destination, "POST", "/books", 10.0)
     assert sum(destination.budget(10.0).deposits) == 1
     assert d.replay == []
     d.keep(b"abc")
@@ -137,7 +129,7 @@ def test_a_retryable_route_deposits_and_keeps_the_body(metrics: ProxyMetrics) ->
     assert d.replay == [b"abc", b"def"]
     assert d.replay_bytes == 6
     # A route that is not retryable neither deposits nor keeps anything.
-    plain = Dispatch(context(metrics), destination, "GET", "/home", 10.0)
+    plain = Dispatch("outbound", metrics, destination, "GET", "/home", 10.0)
     plain.keep(b"abc")
     assert plain.replay is None
     assert sum(destination.budget(10.0).deposits) == 1
@@ -145,7 +137,7 @@ def test_a_retryable_route_deposits_and_keeps_the_body(metrics: ProxyMetrics) ->
 
 def test_up_to_64_kib_of_body_is_kept_and_no_more(metrics: ProxyMetrics) -> None:
     assert MAX_RETRY_BYTES == 64 * 1024
-    d = Dispatch(context(metrics), logical(), "POST", "/books", 10.0)
+    d = Dispatch("outbound", metrics, logical(), "POST", "/books", 10.0)
     d.keep(b"x" * (MAX_RETRY_BYTES - 1))
     d.keep(b"y")
     assert d.replay is not None and sum(len(part) for part in d.replay) == MAX_RETRY_BYTES
@@ -159,7 +151,7 @@ def test_up_to_64_kib_of_body_is_kept_and_no_more(metrics: ProxyMetrics) -> None
 def test_retry_only_failures_within_the_budget(metrics: ProxyMetrics) -> None:
     # Reserve 0, ratio 1: each retryable request pays for one retry.
     destination = logical(retry_ratio=1.0, min_retries_per_second=0)
-    d = Dispatch(context(metrics), destination, "GET", "/books/1", 10.0)
+    d = Dispatch("outbound", metrics, destination, "GET", "/books/1", 10.0)
     assert not d.retry(200, None, 10.1)  # a success is not retried
     assert not d.retry(200, 0, 10.1)
     assert d.retry(503, None, 10.1)
@@ -168,14 +160,14 @@ def test_retry_only_failures_within_the_budget(metrics: ProxyMetrics) -> None:
     key = labels(direction="outbound", dst=DST, rt_route="books", skipped="budget")
     assert samples(metrics, "route_retry_skipped_total") == {key: 2.0}
     # Another request deposits again.
-    again = Dispatch(context(metrics), destination, "GET", "/books/2", 10.3)
+    again = Dispatch("outbound", metrics, destination, "GET", "/books/2", 10.3)
     assert again.retry(500, None, 10.4)
 
 
 def test_a_route_that_is_not_retryable_is_never_retried(metrics: ProxyMetrics) -> None:
-    d = Dispatch(context(metrics), logical(), "GET", "/home", 10.0)
+    d = Dispatch("outbound", metrics, logical(), "GET", "/home", 10.0)
     assert not d.retry(503, None, 10.1)
-    unmatched = Dispatch(context(metrics), logical(), "GET", "/nowhere", 10.0)
+    unmatched = Dispatch("outbound", metrics, logical(), "GET", "/nowhere", 10.0)
     assert not unmatched.retry(503, None, 10.1)
     assert samples(metrics, "route_retry_skipped_total") == {}
 
@@ -189,7 +181,7 @@ def test_a_response_class_decides_what_is_retried(metrics: ProxyMetrics) -> None
     )
     destination = Logical(Fallbacks())
     destination.set_profile(Profile(name=DST, routes=(route,)))
-    d = Dispatch(context(metrics), destination, "GET", "/", 10.0)
+    d = Dispatch("outbound", metrics, destination, "GET", "/", 10.0)
     assert d.classify(418, None) == "failure"
     assert d.classify(503, None) == "success"
     assert not d.retry(503, None, 10.1)
@@ -200,7 +192,7 @@ def test_a_response_class_decides_what_is_retried(metrics: ProxyMetrics) -> None
 
 
 def test_attempts_count_as_actual_requests(metrics: ProxyMetrics) -> None:
-    d = Dispatch(context(metrics), logical(), "GET", "/books/1", 10.0)
+    d = Dispatch("outbound", metrics, logical(), "GET", "/books/1", 10.0)
     d.attempt(10.0)
     d.attempt_done(10.1, 5.0, 503, None)
     assert d.retry(503, None, 10.1)
@@ -224,7 +216,7 @@ def test_attempts_count_as_actual_requests(metrics: ProxyMetrics) -> None:
 
 
 def test_an_error_is_counted_as_a_failure_with_its_label(metrics: ProxyMetrics) -> None:
-    d = Dispatch(context(metrics), logical(), "GET", "/home", 10.0)
+    d = Dispatch("outbound", metrics, logical(), "GET", "/home", 10.0)
     d.attempt(10.0)
     d.attempt_done(11.5, 1500.0, 504, None, "timeout")
     d.done(11.5, 1500.0, 504, None, "timeout")

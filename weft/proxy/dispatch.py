@@ -15,8 +15,7 @@ from weft.proxy.classify import FAILURE, classify
 from weft.proxy.profiles import MAX_RETRY_BYTES, Route
 
 if TYPE_CHECKING:
-    from weft.proxy.context import ConnContext
-    from weft.proxy.metrics import EndpointStats, LabelPairs
+    from weft.proxy.metrics import EndpointStats, LabelPairs, ProxyMetrics
     from weft.proxy.routing import Logical
 
 
@@ -39,7 +38,13 @@ class Dispatch:
     __slots__ = ("actual", "logical", "replay", "replay_bytes", "route", "stats")
 
     def __init__(
-        self, ctx: ConnContext, logical: Logical, method: str, path: str, now: float
+        self,
+        direction: str,
+        metrics: ProxyMetrics,
+        logical: Logical,
+        method: str,
+        path: str,
+        now: float,
     ) -> None:
         self.logical = logical
         profile = logical.profile
@@ -48,12 +53,12 @@ class Dispatch:
         self.stats: EndpointStats | None = None
         self.actual: EndpointStats | None = None
         if profile.name:
-            labels: LabelPairs = (("direction", ctx.direction), ("dst", profile.name))
+            labels: LabelPairs = (("direction", direction), ("dst", profile.name))
             if route is not None:
                 labels += route.labels
-            self.stats = ctx.metrics.route.endpoint("", labels)
+            self.stats = metrics.route.endpoint("", labels)
             self.stats.request(now)
-            self.actual = ctx.metrics.route_actual.endpoint("", labels)
+            self.actual = metrics.route_actual.endpoint("", labels)
         self.replay: list[bytes] | None = None
         self.replay_bytes = 0
         if route is not None and route.retryable:

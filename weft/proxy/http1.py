@@ -425,7 +425,9 @@ class H1Server(asyncio.Protocol):
         profile = logical.profile
         if profile.name or profile.routes:
             path = request_path(ex.url)
-            d = ex.dispatch = Dispatch(ctx, logical, ex.method.decode("latin-1"), path, now)
+            d = ex.dispatch = Dispatch(
+                ctx.direction, ctx.metrics, logical, ex.method.decode("latin-1"), path, now
+            )
             for data in ex.pending:  # body bytes that arrived while discovery was answering
                 d.keep(data)
             timeout = d.timeout

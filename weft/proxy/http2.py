@@ -253,7 +253,10 @@ class ServerConn(H2Conn):
             head = exchange.head
             method = head.method.decode("latin-1")
             path = head.path.decode("latin-1")
-            d = exchange.dispatch = Dispatch(self.ctx, logical, method, path, exchange.start)
+            ctx = self.ctx
+            d = exchange.dispatch = Dispatch(
+                ctx.direction, ctx.metrics, logical, method, path, exchange.start
+            )
             if d.replay is not None:
                 down.keep = d
                 # Frames that arrived while the request waited for discovery are kept too.
