@@ -8,6 +8,10 @@
 # and install with `weft install --image <registry>/weft` (the tag defaults to weft's version).
 
 FROM python:3.11-slim-bookworm AS build
+# The build hook compiles the proxy's request path with mypyc, which needs a C compiler.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml hatch_build.py README.md ./
 COPY weft ./weft

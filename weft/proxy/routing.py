@@ -15,6 +15,8 @@ import ipaddress
 import time
 from typing import Protocol
 
+from mypy_extensions import mypyc_attr
+
 from weft.proxy.balance import Load
 from weft.proxy.budget import RetryBudget
 from weft.proxy.discovery import Addr, Endpoint
@@ -44,6 +46,7 @@ class Fallbacks:
         return load
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # harness/proxy_pair.py subclasses it
 class Logical:
     """A logical destination. This base sends everything to the original destination."""
 

@@ -185,6 +185,7 @@ class Upgrade(Exchange, Generic[E]):
         "unsent",
         "up",
     )
+    __deletable__ = ("leg", "up")  # mypyc: _detach drops both
 
     def __init__(self, down: H1Client[E], ex: E, now: float, resent: bool = False) -> None:
         super().__init__(now, HEAD_REQUEST if ex.head_request else NO_HEAD, b"")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable
 
+from mypy_extensions import mypyc_attr
+
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 DATA = 0x0
@@ -97,6 +99,7 @@ class H2Error(Exception):
         self.code = code
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # tests subclass it to record what it reads
 class FrameReader:
     """Splits a byte stream into frames and calls one ``on_*`` hook per meaningful frame.
 
