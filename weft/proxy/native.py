@@ -12,8 +12,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-# Relative to the directory that holds ``weft/``. Everything a request runs through, plus the
-# modules whose classes subclass those (a compiled class cannot have an interpreted subclass).
+# Relative to the directory that holds ``weft/``: everything a request runs through, and the
+# proxy's control-plane client connection (a FrameReader, so it subclasses a compiled class).
 MODULES = (
     "weft/grpc_client/h2.py",
     "weft/proxy/balance.py",
