@@ -103,10 +103,12 @@ def _mypyc(root: Path, native: ModuleType) -> None:
     from setuptools import Distribution
 
     with tempfile.TemporaryDirectory(prefix="weft-mypyc-") as work:
-        # The build environment has only the build's requirements, so third-party packages
-        # outside it are typed as Any here; CI's mypy run checks them with their types.
+        # Third-party packages are typed as Any here whether or not the target environment
+        # has them yet (CI's mypy run checks them with their types), so every build compiles
+        # the same code: no compiled class may have a base class from one of them.
         options = [
             "--config-file=",
+            "--no-site-packages",
             "--ignore-missing-imports",
             "--follow-imports=silent",
             f"--cache-dir={work}/cache",

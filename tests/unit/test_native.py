@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import ast
+import builtins
 import importlib
 import shutil
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -56,3 +60,34 @@ def test_a_tree_without_libraries_runs_its_sources(tmp_path: Path) -> None:
         library.unlink()
     (root / "weft/proxy/dispatch.py").write_text("# anything\n")
     native.check_fresh(root)
+
+
+def _base_roots(tree: ast.Module) -> Iterator[tuple[str, str, int]]:
+    """(class, the module or name its base's first part comes from, line) for every base."""
+    origins: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            origins.update({a.asname or a.name: node.module for a in node.names})
+        elif isinstance(node, ast.Import):
+            origins.update({a.asname or a.name: a.name for a in node.names})
+        elif isinstance(node, ast.ClassDef):
+            origins[node.name] = "weft"
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef):
+            for base in node.bases:
+                first = ast.unparse(base).split("[")[0].split(".")[0]
+                yield node.name, origins.get(first, first), node.lineno
+
+
+def test_compiled_classes_have_no_third_party_base() -> None:
+    """The build types third-party packages as Any (they may not be installed yet when weft
+    is), and a compiled class on an Any base is broken at run time, so bases come only from
+    weft, the standard library or builtins."""
+    wrong = []
+    for path in native.MODULES:
+        for cls, origin, line in _base_roots(ast.parse((ROOT / path).read_text())):
+            package = origin.split(".")[0]
+            if package != "weft" and package not in sys.stdlib_module_names:
+                if not hasattr(builtins, origin):
+                    wrong.append(f"{path}:{line} {cls} ({origin})")
+    assert not wrong

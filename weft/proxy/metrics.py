@@ -10,13 +10,14 @@ from __future__ import annotations
 import time
 from bisect import bisect_left
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.metrics_core import Metric
-from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
+    from prometheus_client.registry import Collector
+
     from weft.proxy.tap.registry import Taps
 
 LabelPairs = tuple[tuple[str, str], ...]
@@ -256,7 +257,7 @@ class TcpFamily:
             del self.series[key]
 
 
-class ProxyMetrics(Collector):
+class ProxyMetrics:
     """All of one proxy's series, exposed through a ``prometheus_client`` registry."""
 
     def __init__(self, retain_idle: float) -> None:
@@ -269,7 +270,9 @@ class ProxyMetrics(Collector):
         self.cert_expiry: float | None = None
         self.taps: Taps | None = None  # set when the control port serves tap
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(self)
+        # The registry only calls collect(). Not a subclass of prometheus_client's Collector:
+        # compiled, this class cannot have a base from outside the compiled modules' build.
+        self.registry.register(cast("Collector", self))
         ProcessCollector(namespace="", registry=self.registry)
 
     def tcp_error(self, direction: str, error: str) -> None:
